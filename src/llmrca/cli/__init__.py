@@ -1,0 +1,55 @@
+"""The `llmrca` command line: a thin face over the package.
+
+Each command group lives in its own module with ``add_parser(subparsers)``; the function it sets as
+``func`` takes the parsed arguments and returns an exit code. Exit codes: 0 ok, 1 failure (an
+:class:`~llmrca.errors.LlmrcaError`, printed without a traceback), 2 bad usage (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from llmrca import __version__
+from llmrca.errors import LlmrcaError
+
+#: Modules under llmrca.cli that contribute commands, in --help order.
+COMMAND_MODULES = ["store_cmds", "ingest_cmds", "model_cmds", "zoo_cmds", "replay_cmds", "demo_cmds"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmrca", description="Offline workbench for LLM safety incident root-cause analysis.")
+    parser.add_argument("--version", action="version", version=f"llmrca {__version__}")
+    parser.add_argument("--db", help="store file (default: $LLMRCA_DB or ./.llmrca/llmrca.duckdb)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = import_module(f"llmrca.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"llmrca.cli.{name}":
+                continue  # a command group that is not built yet
+            raise
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LlmrcaError as exc:
+        print(f"llmrca: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("llmrca: interrupted", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

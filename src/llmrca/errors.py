@@ -1,0 +1,112 @@
+"""The exceptions llmrca raises.
+
+Every error derives from :class:`LlmrcaError` and from the built-in that fits, so callers can catch
+either. Errors carry structured fields (file, line, field; incident id; path and pid) besides the
+message, so a notebook or the CLI can show them without parsing prose.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+
+class LlmrcaError(Exception):
+    """Base class of every error llmrca raises on purpose."""
+
+
+class ValidationError(LlmrcaError, ValueError):
+    """A record of an input file is malformed.
+
+    Attributes
+    ----------
+    file : str
+        The file that holds the bad record.
+    line : int or None
+        1-based line (JSONL, YAML) or row (CSV: the data row's line in the file; Parquet: row number).
+    field : str or None
+        The field that is wrong, dotted for nested fields (``messages.2.role``).
+    expected : str
+        What was expected there.
+    """
+
+    def __init__(self, file: str, line: int | None, field: str | None, expected: str,
+                 got: object = None):
+        self.file = str(file)
+        self.line = line
+        self.field = field
+        self.expected = expected
+        self.got = got
+        where = self.file + (f", line {line}" if line is not None else "")
+        what = f"field '{field}'" if field else "record"
+        msg = f"{where}: {what}: expected {expected}"
+        if got is not None:
+            shown = repr(got)
+            msg += f", got {shown[:80] + '...' if len(shown) > 80 else shown}"
+        super().__init__(msg)
+
+
+class StoreError(LlmrcaError, RuntimeError):
+    """The store cannot be opened or used as asked."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store file open for writing.
+
+    Attributes
+    ----------
+    path : str
+        The store file.
+    pid : int or None
+        The process that holds the lock, when DuckDB names it.
+    """
+
+    def __init__(self, path: str, pid: int | None, detail: str = ""):
+        self.path = str(path)
+        self.pid = pid
+        holder = f"process {pid}" if pid is not None else "another process"
+        msg = (f"store {self.path} is locked for writing by {holder}; close that session "
+               f"(or open read-only) and try again")
+        if detail:
+            msg += f" [{detail}]"
+        super().__init__(msg)
+
+
+class SchemaVersionError(StoreError):
+    """The store was written by a newer llmrca than this one."""
+
+
+class UnknownNameError(LlmrcaError, KeyError):
+    """A name was looked up in a registry (formats, judges, versions, ...) that does not hold it."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]):
+        self.kind = kind
+        self.name = name
+        self.available = sorted(available)
+        valid = ", ".join(self.available) if self.available else "(none registered)"
+        super().__init__(f"unknown {kind} '{name}'; valid: {valid}")
+
+    def __str__(self) -> str:  # KeyError would quote the whole message
+        return self.args[0]
+
+
+class NotFoundError(LlmrcaError, LookupError):
+    """A record (incident, model version, run) is not in the store."""
+
+
+class ModelLoadError(LlmrcaError, RuntimeError):
+    """A model version cannot be loaded safely (missing source, changed files, pickle weights)."""
+
+
+class FingerprintMismatchError(ModelLoadError):
+    """The files of a registered model version no longer hash to the fingerprint recorded."""
+
+    def __init__(self, name: str, source: str, recorded: str, actual: str):
+        self.name, self.source, self.recorded, self.actual = name, source, recorded, actual
+        super().__init__(
+            f"model version '{name}' at {source}: files changed since registration "
+            f"(fingerprint {actual[:12]} != recorded {recorded[:12]}); re-register it with "
+            f"`llmrca models add {name} --source {source} --force` if the change is intended")
+
+
+class ZooBuildError(LlmrcaError, RuntimeError):
+    """A model organism missed its behaviour targets after training."""

@@ -1,0 +1,144 @@
+"""The registry of interaction input formats, and the reader that runs them over a file.
+
+An adapter is a subclass of :class:`InteractionFormat` with two hooks: ``sniff`` (does this parsed
+JSON record look like my format?) and ``parse`` (turn one record into zero or more
+:class:`InteractionRecord`, raising :class:`~llmrca.errors.ValidationError` through ``where``).
+The reader does the rest: JSONL or JSON documents, line numbers, malformed JSON, auto-detection.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar, Iterator
+
+from llmrca.errors import ValidationError
+from llmrca.ingest.records import InteractionRecord, Where, split_system
+from llmrca.registry import Registry
+
+
+class InteractionFormat(ABC):
+    """An input format for interactions (offending conversations)."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+
+    @abstractmethod
+    def sniff(self, record: Any) -> bool:
+        """True when a parsed record is unambiguously of this format."""
+
+    @abstractmethod
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+        """The interactions in one record (empty for records the format skips)."""
+
+
+FORMATS: Registry[InteractionFormat] = Registry("input format")
+
+
+def register_format(cls: type[InteractionFormat]) -> type[InteractionFormat]:
+    """Class decorator: register an adapter under its ``name``."""
+    FORMATS.register(cls.name, cls())
+    return cls
+
+
+def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """``(line, parsed)`` for a JSONL file, or ``(1, document)`` for a ``.json`` file.
+
+    Blank lines are skipped; a line that is not JSON raises ValidationError naming it.
+    """
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            yield 1, json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise ValidationError(str(path), exc.lineno, None,
+                                  f"a JSON document ({exc.msg} at column {exc.colno})") from None
+        return
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValidationError(str(path), number, None,
+                                      f"one JSON object per line ({exc.msg} at column {exc.colno})",
+                                      line.strip()) from None
+
+
+def detect_format(path: Path) -> str:
+    """The name of the one format whose ``sniff`` accepts the file's first record."""
+    for line, record in iter_json_records(path):
+        matches = [name for name in FORMATS.available() if FORMATS.get(name).sniff(record)]
+        if len(matches) == 1:
+            return matches[0]
+        expected = ("a record of a known format (" + ", ".join(FORMATS.available()) + ")"
+                    if not matches else "an unambiguous format; pass --format (matches: "
+                    + ", ".join(matches) + ")")
+        raise ValidationError(str(path), line, None, expected)
+    raise ValidationError(str(path), None, None, "at least one record")
+
+
+def read_interactions(path: Path, format_name: str | None = None
+                      ) -> Iterator[InteractionRecord | ValidationError]:
+    """Parse a file of interactions; yields records, or the error of each bad record.
+
+    The caller decides whether an error aborts the run or becomes a reject. A file-level problem
+    (unreadable JSON) yields its error and stops.
+    """
+    path = Path(path)
+    try:
+        adapter = FORMATS.get(format_name or detect_format(path))
+        for line, record in iter_json_records(path):
+            try:
+                yield from adapter.parse(record, Where(str(path), line))
+            except ValidationError as exc:
+                yield exc
+    except ValidationError as exc:
+        yield exc
+
+
+@register_format
+class NativeFormat(InteractionFormat):
+    """llmrca's own JSONL: one interaction per line (see docs/formats.md)."""
+
+    name = "llmrca"
+    description = "llmrca interactions JSONL (messages + output + model_version per line)"
+
+    def sniff(self, record: Any) -> bool:
+        return (isinstance(record, dict) and "messages" in record
+                and ("output" in record or "model_version" in record)
+                and "choices" not in record and "request" not in record)
+
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+        if not isinstance(record, dict):
+            raise where.error(None, "a JSON object", record)
+        messages = where.messages(record.get("messages"))
+        system_prompt = where.get(record, "system_prompt", str)
+        leading_system, messages = split_system(messages)
+        if system_prompt is None:
+            system_prompt = leading_system
+        if not messages:
+            raise where.error("messages", "at least one user message")
+        guardrail = where.get(record, "guardrail", dict)
+        return [InteractionRecord(
+            source_format=self.name,
+            source_file=where.file,
+            source_line=where.line,
+            messages=messages,
+            output=where.get(record, "output", str),
+            system_prompt=system_prompt,
+            model_version=where.get(record, "model_version", str, required=True),
+            timestamp=where.timestamp(record.get("timestamp"), "timestamp"),
+            session_id=_as_id(where, record, "session_id"),
+            user_id=_as_id(where, record, "user_id"),
+            source_id=_as_id(where, record, "interaction_id"),
+            guardrail=guardrail,
+            metadata=where.get(record, "metadata", dict, default={}),
+        )]
+
+
+def _as_id(where: Where, record: dict, key: str) -> str | None:
+    value = where.get(record, key, (str, int))
+    return None if value is None else str(value)

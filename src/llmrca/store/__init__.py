@@ -1,0 +1,6 @@
+"""The DuckDB store: the only layer that writes SQL."""
+
+from llmrca.store.core import Store, open_store
+from llmrca.store.schema import LATEST_VERSION
+
+__all__ = ["Store", "open_store", "LATEST_VERSION"]

@@ -1,0 +1,156 @@
+"""Opening the DuckDB store: locking, read-only readers, migrations, transactions, the salt."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import duckdb
+
+from llmrca.config import db_path
+from llmrca.errors import SchemaVersionError, StoreError, StoreLockedError
+from llmrca.store.schema import LATEST_VERSION, MIGRATIONS
+
+_PID = re.compile(r"PID (\d+)")
+
+
+class Store:
+    """One DuckDB file holding incidents, logs, model versions and results.
+
+    Open it with :func:`open_store`. A store opened for writing is migrated to the latest schema;
+    one opened read-only (notebooks, reports) is only read. Use it as a context manager so the file
+    lock is released.
+
+    Parameters
+    ----------
+    path : path-like
+        The DuckDB file. Its folder is created when opening for writing.
+    read_only : bool
+        Open without taking the write lock; several readers can share a file.
+    migrate_to : int, optional
+        Stop migrations at this schema version (tests of old stores use it).
+    """
+
+    def __init__(self, path: str | os.PathLike, read_only: bool = False, *,
+                 migrate_to: int | None = None):
+        self.path = Path(path)
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(f"no store at {self.path}; create one with `llmrca init`")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" in text.lower():
+                match = _PID.search(text)
+                raise StoreLockedError(self.path, int(match.group(1)) if match else None) from exc
+            raise StoreError(f"cannot open store {self.path}: {text}") from exc
+        # Timestamps are stored as UTC wall time; offsets in inputs are converted on the way in.
+        self.con.execute("SET TimeZone = 'UTC'")
+        if read_only:
+            self._check_readable()
+        else:
+            self._migrate(LATEST_VERSION if migrate_to is None else migrate_to)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the file (and its lock)."""
+        self.con.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """All writes inside commit together or not at all."""
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            yield self.con
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+        self.con.execute("COMMIT")
+
+    # -- schema ----------------------------------------------------------------------------------
+    @property
+    def schema_version(self) -> int:
+        """The highest migration applied to this file."""
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0] or 0)
+
+    def _has_version_table(self) -> bool:
+        return bool(self.con.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
+        ).fetchone()[0])
+
+    def _check_readable(self) -> None:
+        if not self._has_version_table():
+            raise StoreError(f"{self.path} is not an llmrca store (no schema_version table)")
+        version = self.schema_version
+        if version > LATEST_VERSION:
+            raise SchemaVersionError(
+                f"store {self.path} has schema version {version}; this llmrca knows up to "
+                f"{LATEST_VERSION}: upgrade llmrca")
+        if version < LATEST_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version} < {LATEST_VERSION}; open it for "
+                f"writing once (`llmrca init --db {self.path}`) to upgrade it in place")
+
+    def _migrate(self, target: int) -> None:
+        self.con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "description VARCHAR, applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)")
+        current = self.schema_version
+        if current > LATEST_VERSION:
+            raise SchemaVersionError(
+                f"store {self.path} has schema version {current}; this llmrca knows up to "
+                f"{LATEST_VERSION}: upgrade llmrca")
+        for version, description, statements in MIGRATIONS:
+            if version <= current or version > target:
+                continue
+            with self.transaction() as con:
+                for statement in statements:
+                    con.execute(statement)
+                if version == 1:
+                    # Identifiers marked personal are hashed with this salt; it never leaves the store.
+                    con.execute("INSERT INTO store_meta VALUES ('salt', ?)", [secrets.token_hex(16)])
+                con.execute("INSERT INTO schema_version (version, description) VALUES (?, ?)",
+                            [version, description])
+
+    # -- reading ---------------------------------------------------------------------------------
+    @property
+    def salt(self) -> str:
+        """The per-store salt used to hash personal identifiers."""
+        return self.con.execute("SELECT value FROM store_meta WHERE key = 'salt'").fetchone()[0]
+
+    def query(self, sql: str, params: list[Any] | None = None):
+        """Run a read query and return a pandas DataFrame."""
+        return self.con.execute(sql, params or []).df()
+
+    def count(self, table: str, where: str = "", params: list[Any] | None = None) -> int:
+        """Number of rows in ``table`` (optionally filtered)."""
+        if not re.fullmatch(r"[a-z_]+", table):
+            raise ValueError(f"not a table name: {table!r}")
+        sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
+        return int(self.con.execute(sql, params or []).fetchone()[0])
+
+    def table_counts(self) -> dict[str, int]:
+        """Row counts of every table of the store."""
+        names = [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+            "ORDER BY table_name").fetchall()]
+        return {name: self.count(name) for name in names}
+
+
+def open_store(path: str | os.PathLike | None = None, read_only: bool = False) -> Store:
+    """Open (and for writing, create or upgrade) the store at ``path`` or the default location."""
+    return Store(db_path(path), read_only=read_only)
