@@ -39,6 +39,7 @@ class Store:
                  migrate_to: int | None = None):
         self.path = Path(path)
         self.read_only = read_only
+        self._tx_depth = 0
         if read_only and not self.path.exists():
             raise StoreError(f"no store at {self.path}; create one with `llmrca init`")
         if not read_only:
@@ -71,13 +72,27 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All writes inside commit together or not at all."""
+        """All writes inside commit together or not at all.
+
+        Re-entrant: a transaction opened inside another joins it (DuckDB has no savepoints), so a
+        store function can open one and still be part of a caller's larger unit of work.
+        """
+        if self._tx_depth:
+            self._tx_depth += 1
+            try:
+                yield self.con
+            finally:
+                self._tx_depth -= 1
+            return
         self.con.execute("BEGIN TRANSACTION")
+        self._tx_depth = 1
         try:
             yield self.con
         except BaseException:
+            self._tx_depth = 0
             self.con.execute("ROLLBACK")
             raise
+        self._tx_depth = 0
         self.con.execute("COMMIT")
 
     # -- schema ----------------------------------------------------------------------------------
