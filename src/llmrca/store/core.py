@@ -99,13 +99,13 @@ class Store:
     @property
     def schema_version(self) -> int:
         """The highest migration applied to this file."""
-        row = self.con.execute("SELECT max(version) FROM schema_version").fetchone()
+        row = self.con.execute("SELECT max(version) FROM schema_version").fetchall()[0]
         return int(row[0] or 0)
 
     def _has_version_table(self) -> bool:
         return bool(self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
-        ).fetchone()[0])
+        ).fetchall()[0][0])
 
     def _check_readable(self) -> None:
         if not self._has_version_table():
@@ -145,8 +145,10 @@ class Store:
     @property
     def salt(self) -> str:
         """The per-store salt used to hash personal identifiers."""
-        return self.con.execute("SELECT value FROM store_meta WHERE key = 'salt'").fetchone()[0]
+        return self.con.execute("SELECT value FROM store_meta WHERE key = 'salt'").fetchall()[0][0]
 
+    # DuckDB 2 refuses new work on a connection whose last result was not read to the end, so
+    # every read here fetches all rows (fetchone() would leave the result open).
     def query(self, sql: str, params: list[Any] | None = None):
         """Run a read query and return a pandas DataFrame."""
         return self.con.execute(sql, params or []).df()
@@ -156,7 +158,7 @@ class Store:
         if not re.fullmatch(r"[a-z_]+", table):
             raise ValueError(f"not a table name: {table!r}")
         sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
-        return int(self.con.execute(sql, params or []).fetchone()[0])
+        return int(self.con.execute(sql, params or []).fetchall()[0][0])
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of every table of the store."""

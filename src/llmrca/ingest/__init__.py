@@ -1,0 +1,34 @@
+"""Ingestion: readers per input format -> validated records -> the store.
+
+Formats register themselves in :data:`FORMATS`; importing this package registers the built-in ones
+(``llmrca``, ``openai-chat``, ``otel-genai``, ``garak``).
+"""
+
+from llmrca.ingest.bundle import (
+    IngestReport,
+    find_bundle_files,
+    ingest_bundle,
+    ingest_file,
+    ingest_training_file,
+)
+from llmrca.ingest.formats import FORMATS, InteractionFormat, read_interactions, register_format
+from llmrca.ingest.records import InteractionRecord
+
+try:  # the three external adapters register on import
+    import llmrca.ingest.adapters  # noqa: F401
+except ModuleNotFoundError as exc:  # pragma: no cover - only while the adapters are being written
+    if exc.name != "llmrca.ingest.adapters":
+        raise
+
+__all__ = [
+    "FORMATS",
+    "IngestReport",
+    "InteractionFormat",
+    "InteractionRecord",
+    "find_bundle_files",
+    "ingest_bundle",
+    "ingest_file",
+    "ingest_training_file",
+    "read_interactions",
+    "register_format",
+]
