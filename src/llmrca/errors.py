@@ -110,3 +110,52 @@ class FingerprintMismatchError(ModelLoadError):
 
 class ZooBuildError(LlmrcaError, RuntimeError):
     """A model organism missed its behaviour targets after training."""
+
+
+class ModelRegistryError(LlmrcaError, ValueError):
+    """A model version cannot be registered as asked (bad dates, a parent cycle, a bad name)."""
+
+
+class VersionConflictError(ModelRegistryError):
+    """A version name is already registered with another source, revision or fingerprint.
+
+    Attributes
+    ----------
+    name : str
+        The version name.
+    recorded : dict
+        ``source``, ``revision`` and ``fingerprint`` as registered.
+    requested : dict
+        The same three as asked for now.
+    """
+
+    def __init__(self, name: str, recorded: dict, requested: dict):
+        self.name, self.recorded, self.requested = name, dict(recorded), dict(requested)
+        changed = [key for key in ("source", "revision", "fingerprint")
+                   if recorded.get(key) != requested.get(key)]
+        shown = "; ".join(f"{key}: {recorded.get(key)!r} -> {requested.get(key)!r}"
+                          for key in changed)
+        super().__init__(
+            f"model version '{name}' is already registered with a different "
+            f"{'/'.join(changed)} ({shown}); pass force=True (`--force`) to replace it")
+
+
+class NotFittedError(LlmrcaError, ValueError, AttributeError):
+    """A trainable component (classifier judge, probe) was used before ``fit`` or ``load``."""
+
+
+class JudgeContextError(LlmrcaError, ValueError):
+    """A judge needs a piece of context (the incident output, the prompt) that was not given.
+
+    Attributes
+    ----------
+    judge : str
+        The judge that needs it.
+    key : str
+        The missing context key.
+    """
+
+    def __init__(self, judge: str, key: str, hint: str = ""):
+        self.judge, self.key = judge, key
+        msg = f"judge '{judge}' needs context '{key}', which was not given"
+        super().__init__(msg + (f"; {hint}" if hint else ""))
