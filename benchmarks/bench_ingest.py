@@ -1,0 +1,104 @@
+"""Ingest benchmark: `llmrca ingest` of a large JSONL log against DuckDB's own `read_json`.
+
+Generates a synthetic production log (default 1,000,000 rows, and a quarter of it to show how
+peak memory scales), then for each size measures in fresh processes:
+
+- `llmrca ingest` of a bundle holding that log (validation pass + insert with hashing, ids and
+  the primary-key check), wall time and peak RSS;
+- DuckDB's `CREATE TABLE AS SELECT * FROM read_json(file)` of the same file, wall time and peak RSS.
+
+Prints a Markdown table and the ratio ingest/read_json. Usage:
+    python benchmarks/bench_ingest.py [--rows 1000000] [--workdir /tmp/llmrca-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from llmrca.samples import log_rows, write_log_rows
+
+READ_JSON = """
+import duckdb, sys
+con = duckdb.connect(sys.argv[1])
+con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')", [sys.argv[2]])
+print(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
+"""
+
+
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB) of the child, and its stdout."""
+    wrapper = [sys.executable, "-c",
+               "import resource, subprocess, sys, time, json\n"
+               "t = time.perf_counter()\n"
+               "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+               "dt = time.perf_counter() - t\n"
+               "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+               "print(json.dumps({'rc': p.returncode, 'dt': dt, 'rss': rss, 'out': p.stdout,"
+               " 'err': p.stderr[-2000:]}))\n", *cmd]
+    result = json.loads(subprocess.run(wrapper, capture_output=True, text=True, env=env,
+                                       check=True).stdout)
+    if result["rc"] != 0:
+        raise RuntimeError(f"{cmd} failed: {result['err']}")
+    return result["dt"], result["rss"], result["out"]
+
+
+def make_bundle(folder: Path, rows: int) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "incident.yaml").write_text(
+        "id: BENCH-1\ntitle: ingest benchmark\ndetected_at: 2026-10-14T09:12:00Z\n"
+        "category: jailbreak\n")
+    write_log_rows(folder / "logs.jsonl", log_rows(
+        rows, start=datetime(2026, 10, 1), end=datetime(2026, 10, 31),
+        switch_at=datetime(2026, 10, 12), old_version="assistant-v1",
+        new_version="assistant-v2", seed=7, jailbreak_share=0.01))
+    return folder
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--workdir", default="/tmp/llmrca-bench")
+    args = parser.parse_args()
+    work = Path(args.workdir)
+    shutil.rmtree(work, ignore_errors=True)
+    llmrca = str(Path(sys.executable).with_name("llmrca"))
+    results = []
+    for rows in (args.rows // 4, args.rows):
+        t = time.perf_counter()
+        bundle = make_bundle(work / f"bundle-{rows}", rows)
+        gen = time.perf_counter() - t
+        size_mb = (bundle / "logs.jsonl").stat().st_size / 2**20
+        env = {**os.environ, "LLMRCA_DB": str(work / f"ingest-{rows}.duckdb")}
+        ingest_s, ingest_rss, out = run_measured([llmrca, "ingest", str(bundle)], env=env)
+        assert f"{rows} rows, {rows} new" in out, out
+        raw_s, raw_rss, out = run_measured([sys.executable, "-c", READ_JSON,
+                                            str(work / f"raw-{rows}.duckdb"),
+                                            str(bundle / "logs.jsonl")])
+        assert int(out.strip()) == rows
+        results.append((rows, size_mb, gen, ingest_s, ingest_rss, raw_s, raw_rss))
+        print(f"{rows} rows done", file=sys.stderr)
+
+    print(f"\nIngest benchmark, {datetime.now():%Y-%m-%d}, {os.cpu_count()} cores\n")
+    print("| rows | file MiB | llmrca ingest s | read_json s | ratio | ingest peak RSS MiB "
+          "| read_json peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for rows, size_mb, _, ingest_s, ingest_rss, raw_s, raw_rss in results:
+        print(f"| {rows:,} | {size_mb:.0f} | {ingest_s:.1f} | {raw_s:.1f} | "
+              f"{ingest_s / raw_s:.2f}x | {ingest_rss:.0f} | {raw_rss:.0f} |")
+    small, big = results[0], results[-1]
+    print(f"\npeak RSS grows {big[4] / small[4]:.2f}x for {big[0] / small[0]:.0f}x the rows "
+          f"(read_json: {big[6] / small[6]:.2f}x)")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
