@@ -12,8 +12,9 @@ def store_from(args, read_only: bool = False) -> Store:
     return open_store(getattr(args, "db", None), read_only=read_only)
 
 
-def print_table(df, out=sys.stdout, max_colwidth: int = 60) -> None:
+def print_table(df, out=None, max_colwidth: int = 60) -> None:
     """Print a DataFrame as a plain text table (no index)."""
+    out = out or sys.stdout
     if df is None or len(df) == 0:
         print("(no rows)", file=out)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmrca.cli.common import store_from
@@ -38,7 +39,7 @@ def cmd_ingest(args) -> int:
                                    skip_invalid=args.skip_invalid, progress=True)
         else:
             if not args.incident and args.kind != "training":
-                print("llmrca ingest: a single file needs --incident ID")
+                print("llmrca ingest: error: a single file needs --incident ID", file=sys.stderr)
                 return 2
             report = ingest_file(store, path, incident_id=args.incident or "", kind=args.kind,
                                  format_name=args.format_name, model_version=args.model_version,

@@ -1,0 +1,5 @@
+import sys
+
+from llmrca.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""The command line: exit codes, messages, --help everywhere, and a cheap `import llmrca`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from llmrca.cli import build_parser, main
+
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "incidents"
+
+
+@pytest.fixture
+def db(tmp_path, monkeypatch):
+    path = tmp_path / "cli.duckdb"
+    monkeypatch.setenv("LLMRCA_DB", str(path))
+    return path
+
+
+def _commands(parser, prefix=()):
+    """Every (sub)command path of the parser."""
+    for action in parser._actions:
+        if action.__class__.__name__ == "_SubParsersAction":
+            for name, sub in action.choices.items():
+                yield (*prefix, name)
+                yield from _commands(sub, (*prefix, name))
+
+
+def test_every_command_has_help(capsys):
+    commands = list(_commands(build_parser()))
+    assert ("ingest",) in commands and ("incidents", "show") in commands
+    for command in commands:
+        with pytest.raises(SystemExit) as info:
+            main([*command, "--help"])
+        assert info.value.code == 0, command
+        assert "usage: llmrca" in capsys.readouterr().out
+
+
+def test_ingest_list_show_and_exit_codes(db, capsys):
+    assert main(["init"]) == 0
+    assert main(["ingest", str(SAMPLES / "INC-0001")]) == 0
+    out = capsys.readouterr().out
+    assert "interactions.jsonl: 6 rows, 6 new, 0 rejected" in out
+    assert "logs.jsonl: 3000 rows, 3000 new" in out
+
+    assert main(["incidents", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "INC-0001" in out and "jailbreak" in out
+
+    assert main(["incidents", "show", "INC-0001"]) == 0
+    out = capsys.readouterr().out
+    assert "per model version:" in out
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()
+             if line.startswith(" assistant-v") or line.startswith("assistant-v")}
+    assert lines["assistant-v2"][0] == "6"          # the six offending interactions
+    assert int(lines["assistant-v1"][1]) + int(lines["assistant-v2"][1]) == 3000
+
+    assert main(["incidents", "show", "INC-9999"]) == 1
+    err = capsys.readouterr().err
+    assert "incident 'INC-9999' is not in the store; known: INC-0001" in err
+
+
+def test_bad_input_exits_1_with_file_line_field(db, tmp_path, capsys):
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "incident.yaml").write_text(
+        "id: X-1\ntitle: t\ndetected_at: 2026-01-01T00:00:00Z\ncategory: privacy\n")
+    (bundle / "logs.jsonl").write_text('{"timestamp": "2026-01-01T00:00:00Z"}\n{"level": "info"}\n')
+    assert main(["ingest", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bundle / 'logs.jsonl'}, line 2: field 'timestamp': expected an ISO-8601 " \
+           f"timestamp (required)" in err
+    assert "Traceback" not in err
+    assert main(["ingest", str(bundle), "--skip-invalid"]) == 0
+    assert "1 invalid row(s) skipped" in capsys.readouterr().out
+
+
+def test_bad_usage_exits_2(db):
+    with pytest.raises(SystemExit) as info:
+        main(["ingest"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["ingest", "x", "--format", "no-such-format"])
+    assert info.value.code == 2
+    assert main([]) == 2
+
+
+def test_console_script_runs_in_a_fresh_process(db):
+    result = subprocess.run([sys.executable, "-m", "llmrca", "incidents", "list"],
+                            capture_output=True, text=True)
+    assert result.returncode == 1  # no store yet: a clear error, not a traceback
+    assert "no store at" in result.stderr and "llmrca init" in result.stderr
+
+
+def test_import_llmrca_is_cheap():
+    code = ("import sys, llmrca, llmrca.store, llmrca.ingest, llmrca.models; "
+            "heavy = [m for m in ('torch', 'transformers', 'captum', 'papermill') "
+            "if m in sys.modules]; print(','.join(heavy))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == ""
