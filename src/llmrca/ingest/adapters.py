@@ -1,0 +1,7 @@
+"""The interaction input adapters beyond llmrca's own format; importing this registers them.
+
+``openai-chat`` (OpenAI chat-completions logs), ``otel-genai`` (OpenTelemetry GenAI spans as OTLP
+JSON) and ``garak`` (garak ``report.jsonl``). docs/adapters.md describes what each one reads.
+"""
+
+from llmrca.ingest import garak, openai_chat, otel_genai  # noqa: F401
