@@ -14,11 +14,7 @@ from llmrca.ingest.bundle import (
 from llmrca.ingest.formats import FORMATS, InteractionFormat, read_interactions, register_format
 from llmrca.ingest.records import InteractionRecord
 
-try:  # the three external adapters register on import
-    import llmrca.ingest.adapters  # noqa: F401
-except ModuleNotFoundError as exc:  # pragma: no cover - only while the adapters are being written
-    if exc.name != "llmrca.ingest.adapters":
-        raise
+import llmrca.ingest.adapters  # noqa: F401  (the external formats register on import)
 
 __all__ = [
     "FORMATS",
