@@ -29,6 +29,7 @@ from llmrca.samples import log_rows, write_log_rows
 READ_JSON = """
 import duckdb, sys
 con = duckdb.connect(sys.argv[1])
+con.execute("SET enable_progress_bar = false")
 con.execute("CREATE TABLE t AS SELECT * FROM read_json(?, format='newline_delimited')", [sys.argv[2]])
 print(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
 """

@@ -54,6 +54,8 @@ class Store:
             raise StoreError(f"cannot open store {self.path}: {text}") from exc
         # Timestamps are stored as UTC wall time; offsets in inputs are converted on the way in.
         self.con.execute("SET TimeZone = 'UTC'")
+        # DuckDB's own bar writes to stdout and would mix with command output; faces use tqdm.
+        self.con.execute("SET enable_progress_bar = false")
         if read_only:
             self._check_readable()
         else:
