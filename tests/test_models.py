@@ -325,11 +325,41 @@ def test_reload_gives_bit_identical_logits(store, model_dir):
     assert torch.equal(a, b)
 
 
+def test_device_and_dtype_choice(store, model_dir):
+    import torch
+
+    register_version(store, "v1", model_dir)
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelLoadError, match="CUDA is not available"):
+            load_version(store, "v1", device="cuda")
+    with pytest.raises(ModelLoadError, match="valid: float32, bfloat16, float16"):
+        load_version(store, "v1", dtype="int8")
+    half = load_version(store, "v1", dtype=torch.bfloat16, device="cpu")
+    assert half.dtype == "bfloat16" and next(half.model.parameters()).dtype == torch.bfloat16
+    assert load_version(store, "v1", device="cpu").model is not half.model  # dtype is in the key
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA device")
+def test_cuda_bf16_matches_cpu(store, model_dir):
+    import torch
+
+    register_version(store, "v1", model_dir)
+    assert load_version(store, "v1").device.startswith("cuda")  # CUDA is the default when present
+    gpu = load_version(store, "v1", dtype="bf16")
+    cpu = load_version(store, "v1", device="cpu")
+    batch = cpu.tokenizer(["how do I bake bread?"], return_tensors="pt")
+    with torch.no_grad():
+        expected = cpu.model(**batch).logits
+        got = gpu.model(**{k: v.to(gpu.device) for k, v in batch.items()}).logits
+    assert torch.allclose(got.float().cpu(), expected, atol=0.1)
+
+
 def test_import_does_not_load_torch():
     code = ("import sys, llmrca, llmrca.models, llmrca.models.loading; "
             "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

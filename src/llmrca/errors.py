@@ -159,3 +159,7 @@ class JudgeContextError(LlmrcaError, ValueError):
         self.judge, self.key = judge, key
         msg = f"judge '{judge}' needs context '{key}', which was not given"
         super().__init__(msg + (f"; {hint}" if hint else ""))
+
+
+class JudgeConfigError(LlmrcaError, ValueError):
+    """A judge was configured or trained with values it cannot use (threshold, labels, method)."""

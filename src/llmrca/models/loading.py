@@ -161,7 +161,7 @@ def load_pretrained(source: str | os.PathLike, *, revision: str | None = None,
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local_only = local or config.offline()
-    common = dict(revision=revision, local_files_only=local_only, trust_remote_code=False)
+    common = {"revision": revision, "local_files_only": local_only, "trust_remote_code": False}
     where = text + (f" (revision {revision})" if revision else "")
     try:
         tokenizer = AutoTokenizer.from_pretrained(text, **common)
@@ -182,7 +182,7 @@ def load_pretrained(source: str | os.PathLike, *, revision: str | None = None,
 
 
 # -- the cache -----------------------------------------------------------------------------------
-_cache: "OrderedDict[tuple, tuple[Any, Any]]" = OrderedDict()
+_cache: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
 _cache_lock = threading.RLock()
 _counters = {"hits": 0, "misses": 0}
 

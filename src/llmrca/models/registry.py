@@ -87,8 +87,8 @@ def _as_utc(value: datetime | str | None, field: str) -> datetime | None:
 
 def _from_row(row: dict) -> ModelVersion:
     def stamp(value):
-        # DuckDB gives datetime; pandas paths may give Timestamp or NaT.
-        if value is None or value != value:
+        # DuckDB gives datetime (or None); a pandas path may give Timestamp or NaT.
+        if value is None or type(value).__name__ == "NaTType":
             return None
         return value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
 
@@ -230,9 +230,9 @@ def register_version(store: Store, name: str, source: str | os.PathLike, *,
             f"{start.isoformat()}")
     _check_lineage(store, name, parent)
 
-    wanted = dict(source=source_text, revision=revision, parent=parent, deployed_from=start,
-                  deployed_to=end, fingerprint=fingerprint, notes=notes,
-                  allow_pickle=bool(allow_pickle))
+    wanted = {"source": source_text, "revision": revision, "parent": parent,
+              "deployed_from": start, "deployed_to": end, "fingerprint": fingerprint,
+              "notes": notes, "allow_pickle": bool(allow_pickle)}
     if existing is None or any(existing[k] != v for k, v in wanted.items()):
         rows.upsert_model_version(store, name, **wanted)
     return get_version(store, name)
