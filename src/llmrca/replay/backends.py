@@ -1,0 +1,344 @@
+"""Replay backends: the one place that runs a model to generate.
+
+A backend implements one hook, :meth:`ReplayBackend.generate_batch`; the base class splits work
+into batches, adapts the batch size to memory (halving on out-of-memory) and counts forward passes.
+The in-process transformers backend is registered as ``transformers``; a vLLM or Ray backend
+registers itself in :data:`BACKENDS` and nothing else changes.
+
+Sampling is done here rather than by ``model.generate``: each row draws its tokens from its own
+``torch.Generator`` seeded with the sample's seed, one uniform number per step, so a sample's tokens
+do not depend on which other prompts share its batch. Any one sample can be regenerated alone.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from llmrca.registry import Registry
+from llmrca.replay.decoding import Decoding
+
+__all__ = ["GeneratedSample", "ReplayBackend", "TransformersBackend", "BACKENDS",
+           "position_ids_for", "left_pad", "causal_forward"]
+
+
+@dataclass(frozen=True)
+class GeneratedSample:
+    """One generated continuation.
+
+    Attributes
+    ----------
+    token_ids : tuple of int
+        Generated tokens, the end-of-sequence token included when generation stopped on it.
+    text : str
+        ``token_ids`` decoded, special tokens skipped.
+    token_logprobs : tuple of float
+        Log-probability of each generated token under the model's unmodified distribution
+        (log-softmax of the logits at temperature 1, no top-p), whatever the decoding parameters.
+    finish_reason : str
+        ``eos`` (stopped on an end-of-sequence token) or ``length`` (hit ``max_new_tokens``).
+    """
+
+    token_ids: tuple[int, ...]
+    text: str
+    token_logprobs: tuple[float, ...]
+    finish_reason: str = "length"
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    import torch
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+class ReplayBackend:
+    """Base class of replay backends: batching, memory adaptation, forward-pass counting.
+
+    Subclasses implement :meth:`generate_batch` (and may override :meth:`max_batch_size` and
+    :attr:`engine`).
+
+    Parameters
+    ----------
+    loaded_model
+        A :class:`llmrca.models.LoadedModel` (``name``, ``fingerprint``, ``model``, ``tokenizer``,
+        ``device``).
+    batch_size : int
+        Largest batch tried; halved on out-of-memory and kept halved for the rest of the run.
+
+    Attributes
+    ----------
+    forward_passes : int
+        Model forward calls made so far (a prefill and each decode step count one each).
+    batch_size : int
+        The current (possibly reduced) batch size.
+    """
+
+    name = "base"
+
+    def __init__(self, loaded_model, *, batch_size: int = 16):
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        self.loaded_model = loaded_model
+        self.batch_size = int(batch_size)
+        self.forward_passes = 0
+
+    @property
+    def engine(self) -> str:
+        """What computes the numbers (backend, device type, dtype); part of every sample key."""
+        return self.name
+
+    def max_batch_size(self, prompt_tokens: int, decoding: Decoding) -> int:
+        """Largest batch worth trying for prompts of this length (default: :attr:`batch_size`)."""
+        return self.batch_size
+
+    def generate_batch(self, prompts_token_ids: Sequence[Sequence[int]], decoding: Decoding,
+                       seeds: Sequence[int]) -> list[GeneratedSample]:
+        """Generate one continuation per prompt, row ``i`` seeded with ``seeds[i]`` (the hook)."""
+        raise NotImplementedError
+
+    def generate(self, prompts_token_ids: Sequence[Sequence[int]], decoding: Decoding,
+                 seeds: Sequence[int], *,
+                 on_batch: Callable[[int], None] | None = None) -> list[GeneratedSample]:
+        """Generate for any number of prompts, in batches, halving the batch on out-of-memory.
+
+        ``on_batch(n)`` is called after each batch with the number of samples it produced.
+        """
+        if len(prompts_token_ids) != len(seeds):
+            raise ValueError("one seed per prompt is needed")
+        results: list[GeneratedSample] = []
+        start = 0
+        while start < len(prompts_token_ids):
+            longest = max(len(p) for p in prompts_token_ids[start:start + self.batch_size])
+            size = max(1, min(self.batch_size, self.max_batch_size(longest, decoding)))
+            batch = prompts_token_ids[start:start + size]
+            try:
+                out = self.generate_batch(batch, decoding, seeds[start:start + size])
+            except BaseException as exc:  # noqa: BLE001 - only out-of-memory is handled
+                if not _is_out_of_memory(exc) or size == 1:
+                    raise
+                self._release_memory()
+                self.batch_size = max(1, size // 2)
+                continue
+            results.extend(out)
+            start += len(batch)
+            if on_batch is not None:
+                on_batch(len(out))
+        return results
+
+    def _release_memory(self) -> None:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+BACKENDS: Registry[type[ReplayBackend]] = Registry("replay backend")
+
+
+# -- shared torch helpers (also used by teacher-forced scoring) ---------------------------------
+
+def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device=None):
+    """Left-pad token sequences: returns ``(input_ids, attention_mask)`` tensors."""
+    import torch
+
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), int(pad_id), dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        if len(seq):
+            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def position_ids_for(attention_mask):
+    """``attention_mask.cumsum(-1) - 1`` clamped at 0: positions that ignore left padding.
+
+    GPT-2 and other absolute-position models give wrong hidden states on left-padded batches
+    unless they are told where each row really starts.
+    """
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_parameters(model_class) -> frozenset[str]:
+    # The class's forward, not the instance attribute: a wrapper (a hook, a call counter) on the
+    # instance would hide the real parameter names.
+    return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def _cache_kwarg(model) -> str:
+    # transformers 5.x renamed ``past_key_values`` to ``cache``; accept both.
+    return "cache" if "cache" in _forward_parameters(type(model)) else "past_key_values"
+
+
+def causal_forward(model, input_ids, attention_mask, position_ids, *, cache=None,
+                   use_cache: bool = False, logits_to_keep: int = 0, cache_kwarg: str | None = None):
+    """One forward pass with explicit positions; returns ``(logits, cache)``.
+
+    ``logits_to_keep=1`` computes logits for the last position only (when the model supports it;
+    otherwise all positions come back and the caller reads the last).
+    """
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask,
+              "position_ids": position_ids, "use_cache": use_cache}
+    if logits_to_keep and "logits_to_keep" in _forward_parameters(type(model)):
+        kwargs["logits_to_keep"] = logits_to_keep
+    if cache is not None:
+        kwargs[cache_kwarg or _cache_kwarg(model)] = cache
+    out = model(**kwargs)
+    new_cache = None
+    if use_cache:
+        new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
+    return out.logits, new_cache
+
+
+def _stop_ids(tokenizer, model) -> set[int]:
+    ids: set[int] = set()
+    for value in (getattr(tokenizer, "eos_token_id", None),
+                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    return ids
+
+
+def _draw(logits_row, decoding: Decoding, generator) -> int:
+    """Choose the next token of one row: argmax, or inverse-CDF sampling with one uniform draw.
+
+    The cumulative sum runs in vocabulary order (not sorted by probability) so that float noise
+    between a batched and a lone forward pass cannot reorder near-tied tokens and change the pick.
+    """
+    import torch
+
+    if decoding.greedy:
+        return int(torch.argmax(logits_row))
+    probs = torch.softmax(logits_row.double().cpu() / decoding.temperature, dim=-1)
+    if decoding.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True, stable=True)
+        before = torch.cumsum(sorted_probs, 0) - sorted_probs
+        keep = torch.zeros_like(probs, dtype=torch.bool)
+        keep[order[before < decoding.top_p]] = True
+        probs = torch.where(keep, probs, torch.zeros_like(probs))
+    cdf = torch.cumsum(probs, 0)
+    u = torch.rand((), generator=generator, dtype=torch.float64) * cdf[-1]
+    index = int(torch.searchsorted(cdf, u.reshape(1), right=True)[0])
+    return min(index, probs.numel() - 1)
+
+
+@BACKENDS.register("transformers")
+class TransformersBackend(ReplayBackend):
+    """In-process generation with a Hugging Face causal LM, on the model's device.
+
+    Prompts are left-padded; positions come from the attention mask; the KV cache carries the
+    decode loop. Each row stops at its own end-of-sequence token.
+
+    Parameters
+    ----------
+    memory_budget_bytes : int, optional
+        Memory the batch may use. On CPU the batch size is capped by
+        ``budget / bytes_per_row(prompt length, vocab size, layers, width)``. Default: 1 GiB on
+        CPU, half the free memory on CUDA.
+    """
+
+    name = "transformers"
+
+    def __init__(self, loaded_model, *, batch_size: int = 16,
+                 memory_budget_bytes: int | None = None):
+        super().__init__(loaded_model, batch_size=batch_size)
+        import torch
+
+        self.model = loaded_model.model
+        self.model.eval()
+        self.tokenizer = loaded_model.tokenizer
+        device = getattr(loaded_model, "device", None)
+        self.device = torch.device(device) if device else next(self.model.parameters()).device
+        self.dtype = next(self.model.parameters()).dtype
+        self.memory_budget_bytes = memory_budget_bytes
+        self.stop_ids = _stop_ids(self.tokenizer, self.model)
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        self.pad_id = pad if pad is not None else (min(self.stop_ids) if self.stop_ids else 0)
+        self._cache_kwarg = _cache_kwarg(self.model)
+
+    @property
+    def engine(self) -> str:
+        return f"{self.name}:{self.device.type}:{str(self.dtype).replace('torch.', '')}"
+
+    def _budget(self) -> int:
+        if self.memory_budget_bytes is not None:
+            return int(self.memory_budget_bytes)
+        import torch
+
+        if self.device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(self.device)
+            return free // 2
+        return 1 << 30
+
+    def max_batch_size(self, prompt_tokens: int, decoding: Decoding) -> int:
+        config = self.model.config
+        vocab = int(getattr(config, "vocab_size", 50_000))
+        layers = int(getattr(config, "n_layer", getattr(config, "num_hidden_layers", 12)))
+        width = int(getattr(config, "n_embd", getattr(config, "hidden_size", 768)))
+        heads = int(getattr(config, "n_head", getattr(config, "num_attention_heads", 12)))
+        length = prompt_tokens + decoding.max_new_tokens
+        item = max(1, next(self.model.parameters()).element_size())
+        # Prefill logits (prompt length x vocab, in case the model ignores logits_to_keep), the KV
+        # cache, attention scores and a few activations of width n_embd per position.
+        per_row = item * (prompt_tokens * vocab + 2 * layers * length * width
+                          + heads * prompt_tokens * length + 8 * prompt_tokens * width)
+        return max(1, min(self.batch_size, self._budget() // max(per_row, 1)))
+
+    def _forward(self, input_ids, attention_mask, position_ids, cache):
+        self.forward_passes += 1
+        return causal_forward(self.model, input_ids, attention_mask, position_ids, cache=cache,
+                              use_cache=True, logits_to_keep=1, cache_kwarg=self._cache_kwarg)
+
+    def generate_batch(self, prompts_token_ids, decoding, seeds):
+        import torch
+
+        rows = len(prompts_token_ids)
+        if any(len(p) == 0 for p in prompts_token_ids):
+            raise ValueError("cannot generate from an empty prompt")
+        generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logprobs: list[list[float]] = [[] for _ in range(rows)]
+        finish = ["length"] * rows
+        done = [False] * rows
+        with torch.inference_mode():
+            input_ids, mask = left_pad(prompts_token_ids, self.pad_id, self.device)
+            positions = position_ids_for(mask)
+            logits, cache = self._forward(input_ids, mask, positions, None)
+            last_position = positions[:, -1]
+            for step in range(decoding.max_new_tokens):
+                step_logits = logits[:, -1, :].float()
+                # Stored log-probs: the unmodified distribution (temperature 1, no top-p).
+                step_logprobs = torch.log_softmax(step_logits, dim=-1)
+                next_ids = []
+                for row in range(rows):
+                    if done[row]:
+                        next_ids.append(self.pad_id)
+                        continue
+                    token = _draw(step_logits[row], decoding, generators[row])
+                    tokens[row].append(token)
+                    logprobs[row].append(float(step_logprobs[row, token]))
+                    if token in self.stop_ids:
+                        done[row] = True
+                        finish[row] = "eos"
+                    next_ids.append(token)
+                if all(done) or step == decoding.max_new_tokens - 1:
+                    break
+                feed = torch.tensor(next_ids, dtype=torch.long, device=self.device)[:, None]
+                mask = torch.cat([mask, torch.ones((rows, 1), dtype=mask.dtype,
+                                                   device=self.device)], dim=1)
+                last_position = last_position + 1
+                logits, cache = self._forward(feed, mask, last_position[:, None], cache)
+        return [GeneratedSample(tuple(tokens[r]),
+                                self.tokenizer.decode(tokens[r], skip_special_tokens=True),
+                                tuple(logprobs[r]), finish[r]) for r in range(rows)]

@@ -1,0 +1,304 @@
+"""Reproducibility statistics: rates with intervals, tests between versions and paired variants.
+
+LLM failures are stochastic, so every claim is a rate with an interval. The numbers come from
+scipy; the results are frozen dataclasses that carry the numbers and name the method used.
+
+- :func:`rate` / :func:`wilson_interval` — a proportion with its Wilson score interval.
+- :func:`compare_rates` — two independent proportions (two versions): Fisher's exact test
+  (two-sided), the sample odds ratio with its conditional-MLE interval, and the rate difference
+  with Newcombe's hybrid score interval (built from the two Wilson intervals).
+- :func:`mcnemar` / :func:`paired_table` — paired binary outcomes (the same prompt and seed with
+  and without a perturbation): exact McNemar test, a two-sided binomial test on the discordant pairs.
+- :func:`permutation_test` — a two-sample permutation test on the difference of means.
+- :func:`holm` — Holm's step-down correction of several p-values, in their original order.
+
+``import llmrca.stats`` loads scipy when a function is first called, not at import.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+__all__ = [
+    "RateEstimate", "RateComparison", "McNemarResult", "PermutationResult",
+    "wilson_interval", "rate", "compare_rates", "mcnemar", "paired_table", "permutation_test",
+    "holm",
+]
+
+
+def _check_counts(k: int, n: int) -> tuple[int, int]:
+    if int(n) != n or int(k) != k or n < 0 or k < 0 or k > n:
+        raise ValueError(f"counts must be integers with 0 <= k <= n; got k={k}, n={n}")
+    return int(k), int(n)
+
+
+def _check_confidence(confidence: float) -> float:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    return float(confidence)
+
+
+@dataclass(frozen=True)
+class RateEstimate:
+    """A proportion ``k / n`` with a confidence interval.
+
+    Attributes
+    ----------
+    k, n : int
+        Successes (samples that reproduce the incident) and trials.
+    rate : float
+        ``k / n``; NaN when ``n == 0``.
+    low, high : float
+        Interval bounds; ``(0, 1)`` when ``n == 0`` (nothing is known).
+    confidence : float
+        Confidence level of the interval.
+    method : str
+        How the interval was computed.
+    """
+
+    k: int
+    n: int
+    rate: float
+    low: float
+    high: float
+    confidence: float = 0.95
+    method: str = "wilson score interval (scipy.stats.binomtest.proportion_ci)"
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """The Wilson score interval of ``k`` successes out of ``n``.
+
+    Returns ``(0.0, 1.0)`` when ``n == 0``.
+    """
+    k, n = _check_counts(k, n)
+    confidence = _check_confidence(confidence)
+    if n == 0:
+        return 0.0, 1.0
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def rate(k: int, n: int, confidence: float = 0.95) -> RateEstimate:
+    """``k / n`` with its Wilson interval."""
+    k, n = _check_counts(k, n)
+    low, high = wilson_interval(k, n, confidence)
+    return RateEstimate(k=k, n=n, rate=(k / n) if n else math.nan, low=low, high=high,
+                        confidence=confidence)
+
+
+@dataclass(frozen=True)
+class RateComparison:
+    """Two independent proportions compared (version A vs version B).
+
+    Attributes
+    ----------
+    a, b : RateEstimate
+        The two rates with their Wilson intervals.
+    difference : float
+        ``a.rate - b.rate``.
+    difference_low, difference_high : float
+        Newcombe's hybrid score interval of the difference (method 10 of Newcombe 1998).
+    odds_ratio : float
+        Sample odds ratio ``(k1 (n2-k2)) / ((n1-k1) k2)``; may be 0, inf or NaN.
+    odds_ratio_low, odds_ratio_high : float
+        Conditional maximum-likelihood interval of the odds ratio (scipy).
+    p_value : float
+        Two-sided Fisher's exact test.
+    method : str
+        The methods, named.
+    """
+
+    a: RateEstimate
+    b: RateEstimate
+    difference: float
+    difference_low: float
+    difference_high: float
+    odds_ratio: float
+    odds_ratio_low: float
+    odds_ratio_high: float
+    p_value: float
+    confidence: float = 0.95
+    method: str = ("fisher_exact two-sided (scipy); odds ratio interval: conditional MLE "
+                   "(scipy.stats.contingency.odds_ratio); difference interval: Newcombe hybrid "
+                   "score from Wilson intervals")
+
+    @property
+    def table(self) -> list[list[int]]:
+        """The 2x2 table ``[[k1, n1-k1], [k2, n2-k2]]`` that was tested."""
+        return [[self.a.k, self.a.n - self.a.k], [self.b.k, self.b.n - self.b.k]]
+
+
+def compare_rates(k1: int, n1: int, k2: int, n2: int, confidence: float = 0.95) -> RateComparison:
+    """Compare two independent proportions with Fisher's exact test and a Newcombe interval.
+
+    Parameters
+    ----------
+    k1, n1 : int
+        Successes and trials of the first group (version A).
+    k2, n2 : int
+        Successes and trials of the second group (version B).
+    confidence : float
+        Level of the intervals.
+    """
+    k1, n1 = _check_counts(k1, n1)
+    k2, n2 = _check_counts(k2, n2)
+    confidence = _check_confidence(confidence)
+    a, b = rate(k1, n1, confidence), rate(k2, n2, confidence)
+    if n1 == 0 or n2 == 0:
+        return RateComparison(a=a, b=b, difference=math.nan, difference_low=-1.0,
+                              difference_high=1.0, odds_ratio=math.nan, odds_ratio_low=0.0,
+                              odds_ratio_high=math.inf, p_value=1.0, confidence=confidence)
+    from scipy.stats import fisher_exact
+    from scipy.stats.contingency import odds_ratio as conditional_odds_ratio
+
+    table = [[k1, n1 - k1], [k2, n2 - k2]]
+    fisher = fisher_exact(table, alternative="two-sided")
+    try:
+        ci = conditional_odds_ratio(table, kind="conditional").confidence_interval(confidence)
+        or_low, or_high = float(ci.low), float(ci.high)
+    except (ValueError, ZeroDivisionError):  # a degenerate margin (all successes or none)
+        or_low, or_high = 0.0, math.inf
+    if math.isnan(or_low):
+        or_low = 0.0
+    if math.isnan(or_high):
+        or_high = math.inf
+    p1, p2 = a.rate, b.rate
+    diff = p1 - p2
+    # Newcombe (1998) method 10: combine each rate's distance to its own Wilson bounds.
+    low = diff - math.sqrt((p1 - a.low) ** 2 + (b.high - p2) ** 2)
+    high = diff + math.sqrt((a.high - p1) ** 2 + (p2 - b.low) ** 2)
+    return RateComparison(a=a, b=b, difference=diff, difference_low=max(-1.0, low),
+                          difference_high=min(1.0, high), odds_ratio=float(fisher.statistic),
+                          odds_ratio_low=or_low, odds_ratio_high=or_high,
+                          p_value=float(fisher.pvalue), confidence=confidence)
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """An exact McNemar test on paired binary outcomes.
+
+    Attributes
+    ----------
+    table : tuple
+        ``((both, b), (c, neither))``: rows are the first condition (1, 0), columns the second.
+        ``b`` = first condition only, ``c`` = second condition only (the discordant pairs).
+    b, c : int
+        Discordant counts.
+    p_value : float
+        Two-sided exact binomial test of ``b`` out of ``b + c`` against 1/2 (1.0 when ``b + c = 0``).
+    difference : float or None
+        ``(b - c) / n_pairs`` — the paired rate difference, first minus second; None without the
+        concordant counts.
+    """
+
+    b: int
+    c: int
+    table: tuple[tuple[int, int], tuple[int, int]]
+    p_value: float
+    difference: float | None
+    method: str = "exact McNemar: two-sided binomial test on discordant pairs (scipy.stats.binomtest)"
+
+    @property
+    def n_pairs(self) -> int:
+        return sum(self.table[0]) + sum(self.table[1])
+
+
+def mcnemar(b: int, c: int, *, both: int | None = None, neither: int | None = None) -> McNemarResult:
+    """Exact McNemar test from the discordant counts.
+
+    Parameters
+    ----------
+    b : int
+        Pairs where only the first condition succeeded (e.g. the original prompt reproduces and the
+        perturbed one does not).
+    c : int
+        Pairs where only the second condition succeeded.
+    both, neither : int, optional
+        The concordant counts, used to fill the 2x2 table and the paired difference.
+    """
+    for name, value in (("b", b), ("c", c), ("both", both), ("neither", neither)):
+        if value is not None and (int(value) != value or value < 0):
+            raise ValueError(f"{name} must be a non-negative integer; got {value}")
+    b, c = int(b), int(c)
+    if b + c == 0:
+        p_value = 1.0
+    else:
+        from scipy.stats import binomtest
+
+        p_value = float(binomtest(b, b + c, 0.5, alternative="two-sided").pvalue)
+    table = ((int(both or 0), b), (c, int(neither or 0)))
+    difference = None
+    if both is not None and neither is not None:
+        n = both + b + c + neither
+        difference = (b - c) / n if n else math.nan
+    return McNemarResult(b=b, c=c, table=table, p_value=min(1.0, p_value), difference=difference)
+
+
+def paired_table(first: Sequence[bool], second: Sequence[bool]) -> McNemarResult:
+    """McNemar test of two aligned boolean sequences (pair ``i`` is ``first[i]``, ``second[i]``)."""
+    if len(first) != len(second):
+        raise ValueError(f"paired outcomes must have the same length; got {len(first)} and "
+                         f"{len(second)}")
+    both = b = c = neither = 0
+    for x, y in zip(first, second):
+        x, y = bool(x), bool(y)
+        both += x and y
+        b += x and not y
+        c += y and not x
+        neither += not x and not y
+    return mcnemar(b, c, both=both, neither=neither)
+
+
+@dataclass(frozen=True)
+class PermutationResult:
+    """A two-sample permutation test on the difference of means (``mean(x) - mean(y)``)."""
+
+    statistic: float
+    p_value: float
+    n_resamples: int
+    seed: int
+    method: str = "two-sided permutation test of mean difference (scipy.stats.permutation_test)"
+
+
+def permutation_test(x: Sequence[float], y: Sequence[float], *, n_resamples: int = 9999,
+                     seed: int = 0) -> PermutationResult:
+    """Permutation test of ``mean(x) - mean(y)``; seeded, so it gives the same p-value each time."""
+    if len(x) == 0 or len(y) == 0:
+        raise ValueError("permutation_test needs two non-empty samples")
+    import numpy as np
+    from scipy.stats import permutation_test as scipy_permutation_test
+
+    def statistic(a, b, axis):
+        return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+    res = scipy_permutation_test((np.asarray(x, float), np.asarray(y, float)), statistic,
+                                 permutation_type="independent", vectorized=True,
+                                 n_resamples=n_resamples, alternative="two-sided",
+                                 rng=np.random.default_rng(seed))
+    return PermutationResult(statistic=float(res.statistic), p_value=float(res.pvalue),
+                             n_resamples=n_resamples, seed=seed)
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm step-down adjusted p-values, returned in the order given.
+
+    scipy has no Holm correction (``false_discovery_control`` is Benjamini-Hochberg/Yekutieli), so
+    it is written here: sort ascending, multiply the i-th smallest by ``m - i``, take running maxima,
+    cap at 1. NaN p-values are passed through and not counted in ``m``.
+    """
+    values = [float(p) for p in pvalues]
+    for p in values:
+        if not math.isnan(p) and not 0.0 <= p <= 1.0:
+            raise ValueError(f"p-values must be in [0, 1]; got {p}")
+    indexed = sorted((p, i) for i, p in enumerate(values) if not math.isnan(p))
+    m = len(indexed)
+    adjusted = list(values)
+    running = 0.0
+    for rank, (p, i) in enumerate(indexed):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted

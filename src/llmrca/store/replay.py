@@ -1,0 +1,214 @@
+"""Reads and writes of the replay tables (``replay_runs``, ``replay_samples``,
+``replay_run_samples``, ``replay_scores``), and the incident reads replay needs.
+
+Every write is ``INSERT OR IGNORE`` keyed by a content hash, inside one transaction per call, so
+writing the same chunk twice is a no-op and a chunk is either all in the store or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+from llmrca.errors import NotFoundError
+from llmrca.store.core import Store
+
+SAMPLE_COLUMNS = ("sample_id", "model_version", "model_fingerprint", "engine", "prompt_hash",
+                  "prompt_text", "prompt_tokens", "decoding", "seed", "output", "token_ids",
+                  "token_logprobs", "total_logprob", "finish_reason", "warnings", "run_id")
+RUN_SAMPLE_COLUMNS = ("run_id", "incident_id", "interaction_id", "variant", "model_version",
+                      "sample_index", "seed", "sample_id", "warnings")
+SCORE_COLUMNS = ("score_id", "incident_id", "interaction_id", "model_version", "model_fingerprint",
+                 "engine", "prompt_hash", "prompt_tokens", "output", "token_ids",
+                 "token_logprobs", "argmax_ids", "total_logprob", "warnings")
+_JSON_COLUMNS = {"decoding", "token_ids", "token_logprobs", "argmax_ids", "warnings"}
+
+
+def _as_json(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
+
+
+def _insert_rows(store: Store, table: str, columns: Sequence[str], rows: Iterable[dict]) -> int:
+    records = [{c: (_as_json(r.get(c)) if c in _JSON_COLUMNS else r.get(c)) for c in columns}
+               for r in rows]
+    if not records:
+        return 0
+    frame = pd.DataFrame.from_records(records, columns=list(columns))
+    for column in columns:
+        if column in _JSON_COLUMNS or frame[column].dtype == object:
+            frame[column] = frame[column].astype(object)
+    view = f"_llmrca_{table}"
+    names = ", ".join(columns)
+    with store.transaction() as con:
+        con.register(view, frame)
+        try:
+            inserted = con.execute(
+                f"INSERT OR IGNORE INTO {table} ({names}) SELECT {names} FROM {view}").fetchall()
+        finally:
+            con.unregister(view)
+    return int(inserted[0][0]) if inserted else 0
+
+
+# -- incident reads ---------------------------------------------------------------------------------
+
+def incident_record(store: Store, incident_id: str) -> dict[str, Any]:
+    """The incident's row as a dict; :class:`NotFoundError` naming the known ones otherwise."""
+    frame = store.query("SELECT * FROM incidents WHERE incident_id = ?", [incident_id])
+    if frame.empty:
+        known = store.query("SELECT incident_id FROM incidents ORDER BY 1")["incident_id"].tolist()
+        raise NotFoundError(f"incident '{incident_id}' is not in the store; known: "
+                            + (", ".join(known) if known else "(none)"))
+    return frame.iloc[0].to_dict()
+
+
+def incident_interactions(store: Store, incident_id: str,
+                          interaction_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """The incident's interactions (``interaction_id, system_prompt, messages, output,
+    model_version``), ``messages`` parsed, ordered by time then id."""
+    frame = store.query(
+        "SELECT interaction_id, system_prompt, messages, output, model_version, ts "
+        "FROM interactions WHERE incident_id = ? ORDER BY ts NULLS LAST, interaction_id",
+        [incident_id])
+    if interaction_ids is not None:
+        wanted = list(interaction_ids)
+        missing = sorted(set(wanted) - set(frame["interaction_id"]))
+        if missing:
+            raise NotFoundError(f"incident '{incident_id}' has no interaction(s) "
+                                f"{', '.join(missing)}")
+        frame = frame[frame["interaction_id"].isin(wanted)]
+    frame = frame.reset_index(drop=True)
+    frame["messages"] = [json.loads(m) if isinstance(m, str) else m for m in frame["messages"]]
+    frame["system_prompt"] = [None if (s is None or s != s) else s for s in frame["system_prompt"]]
+    frame["output"] = [None if (o is None or o != o) else o for o in frame["output"]]
+    return frame
+
+
+# -- runs -------------------------------------------------------------------------------------------
+
+def start_run(store: Store, *, run_id: str, incident_id: str, versions: list[dict[str, Any]],
+              parameters: dict[str, Any], seed: int, backend: str, package_version: str) -> bool:
+    """Record a run as ``running``; returns False when it was already recorded (a resumed run)."""
+    with store.transaction() as con:
+        found = con.execute("SELECT status FROM replay_runs WHERE run_id = ?", [run_id]).fetchall()
+        if found:
+            con.execute("UPDATE replay_runs SET status = 'running', "
+                        "updated_at = current_timestamp WHERE run_id = ?", [run_id])
+            return False
+        con.execute(
+            "INSERT INTO replay_runs (run_id, incident_id, versions, parameters, seed, backend, "
+            "package_version, status) VALUES (?, ?, ?, ?, ?, ?, ?, 'running')",
+            [run_id, incident_id, json.dumps(versions), json.dumps(parameters, sort_keys=True),
+             int(seed), backend, package_version])
+        return True
+
+
+def finish_run(store: Store, run_id: str, counts: dict[str, Any]) -> None:
+    """Mark a run ``complete`` with its counts (generated, cached, forward passes, ...)."""
+    with store.transaction() as con:
+        con.execute("UPDATE replay_runs SET status = 'complete', counts = ?, "
+                    "updated_at = current_timestamp WHERE run_id = ?",
+                    [json.dumps(counts, sort_keys=True), run_id])
+
+
+def run_record(store: Store, run_id: str) -> dict[str, Any]:
+    """A ``replay_runs`` row as a dict, JSON fields parsed."""
+    frame = store.query("SELECT * FROM replay_runs WHERE run_id = ?", [run_id])
+    if frame.empty:
+        raise NotFoundError(f"replay run '{run_id}' is not in the store")
+    record = frame.iloc[0].to_dict()
+    for key in ("versions", "parameters", "counts"):
+        if isinstance(record.get(key), str):
+            record[key] = json.loads(record[key])
+    return record
+
+
+def list_runs(store: Store, incident_id: str | None = None) -> pd.DataFrame:
+    """Replay runs, newest first."""
+    where = "WHERE incident_id = ?" if incident_id else ""
+    return store.query(f"SELECT run_id, incident_id, versions, seed, backend, status, counts, "
+                       f"created_at, updated_at FROM replay_runs {where} ORDER BY created_at DESC",
+                       [incident_id] if incident_id else [])
+
+
+# -- samples ----------------------------------------------------------------------------------------
+
+def existing_sample_ids(store: Store, sample_ids: Iterable[str]) -> set[str]:
+    """The subset of ``sample_ids`` already in ``replay_samples``."""
+    ids = sorted(set(sample_ids))
+    if not ids:
+        return set()
+    frame = pd.DataFrame({"sample_id": ids})
+    store.con.register("_llmrca_wanted_samples", frame)
+    try:
+        rows = store.con.execute(
+            "SELECT s.sample_id FROM replay_samples s "
+            "JOIN _llmrca_wanted_samples w USING (sample_id)").fetchall()
+    finally:
+        store.con.unregister("_llmrca_wanted_samples")
+    return {r[0] for r in rows}
+
+
+def write_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert generated samples (columns :data:`SAMPLE_COLUMNS`) in one transaction.
+
+    Returns how many were new; rows whose ``sample_id`` exists are skipped.
+    """
+    return _insert_rows(store, "replay_samples", SAMPLE_COLUMNS, rows)
+
+
+def write_run_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert run membership rows (columns :data:`RUN_SAMPLE_COLUMNS`) in one transaction."""
+    return _insert_rows(store, "replay_run_samples", RUN_SAMPLE_COLUMNS, rows)
+
+
+def run_samples(store: Store, run_id: str) -> pd.DataFrame:
+    """The run's samples: membership joined with the generations, JSON columns parsed.
+
+    Columns: ``run_id, incident_id, interaction_id, variant, model_version, model_fingerprint,
+    sample_index, seed, sample_id, engine, prompt_hash, prompt_tokens, output, token_ids,
+    token_logprobs, total_logprob, n_tokens, finish_reason, warnings, decoding, generated_by_run``.
+    """
+    frame = store.query(
+        "SELECT m.run_id, m.incident_id, m.interaction_id, m.variant, m.model_version, "
+        "s.model_fingerprint, m.sample_index, m.seed, m.sample_id, s.engine, s.prompt_hash, "
+        "s.prompt_tokens, s.output, s.token_ids, s.token_logprobs, s.total_logprob, "
+        "s.finish_reason, m.warnings, s.decoding, s.run_id AS generated_by_run "
+        "FROM replay_run_samples m JOIN replay_samples s USING (sample_id) "
+        "WHERE m.run_id = ? ORDER BY m.model_version, m.interaction_id, m.variant, m.sample_index",
+        [run_id])
+    for column in ("token_ids", "token_logprobs", "warnings", "decoding"):
+        frame[column] = [json.loads(v) if isinstance(v, str) else (v if v is not None else [])
+                         for v in frame[column]]
+    frame.insert(frame.columns.get_loc("total_logprob") + 1, "n_tokens",
+                 [len(t) for t in frame["token_ids"]])
+    return frame
+
+
+# -- teacher-forced scores --------------------------------------------------------------------------
+
+def existing_scores(store: Store, score_ids: Iterable[str]) -> pd.DataFrame:
+    """Stored scores among ``score_ids`` (all :data:`SCORE_COLUMNS`, JSON columns parsed)."""
+    ids = sorted(set(score_ids))
+    if not ids:
+        return pd.DataFrame(columns=list(SCORE_COLUMNS))
+    store.con.register("_llmrca_wanted_scores", pd.DataFrame({"score_id": ids}))
+    try:
+        frame = store.con.execute(
+            f"SELECT {', '.join('s.' + c for c in SCORE_COLUMNS)} FROM replay_scores s "
+            "JOIN _llmrca_wanted_scores w USING (score_id)").df()
+    finally:
+        store.con.unregister("_llmrca_wanted_scores")
+    for column in ("token_ids", "token_logprobs", "argmax_ids", "warnings"):
+        frame[column] = [json.loads(v) if isinstance(v, str) else (v or []) for v in frame[column]]
+    return frame
+
+
+def write_scores(store: Store, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert teacher-forced scores (columns :data:`SCORE_COLUMNS`) in one transaction."""
+    return _insert_rows(store, "replay_scores", SCORE_COLUMNS, rows)
