@@ -27,3 +27,12 @@ def offline() -> bool:
     """True when loading must not touch the network (``LLMRCA_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``)."""
     return any(os.environ.get(v, "").strip().lower() in {"1", "true", "yes", "on"}
                for v in ("LLMRCA_OFFLINE", "HF_HUB_OFFLINE"))
+
+
+def duckdb_memory_limit() -> str:
+    """DuckDB's memory budget: ``$LLMRCA_MEMORY_LIMIT`` or 512MB.
+
+    A fixed budget keeps peak memory flat however large the ingested logs are: DuckDB spills to
+    disk beyond it. Raise it for faster ingestion of very large files.
+    """
+    return os.environ.get("LLMRCA_MEMORY_LIMIT", "512MB")

@@ -11,7 +11,7 @@ from typing import Any, Iterator
 
 import duckdb
 
-from llmrca.config import db_path
+from llmrca.config import db_path, duckdb_memory_limit
 from llmrca.errors import SchemaVersionError, StoreError, StoreLockedError
 from llmrca.store.schema import LATEST_VERSION, MIGRATIONS
 
@@ -56,6 +56,7 @@ class Store:
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own bar writes to stdout and would mix with command output; faces use tqdm.
         self.con.execute("SET enable_progress_bar = false")
+        self.con.execute("SET memory_limit = ?", [duckdb_memory_limit()])
         if read_only:
             self._check_readable()
         else:

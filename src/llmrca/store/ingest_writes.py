@@ -26,15 +26,18 @@ from llmrca.store.core import Store
 #: Guardrail decisions accepted in guardrail logs.
 GUARDRAIL_DECISIONS = ("allow", "block", "flag", "redact")
 #: Fields of a log row that map to columns; everything else is kept in ``attributes``.
-LOG_FIELDS = ("timestamp", "level", "event_type", "session_id", "user_id", "model_version",
-              "model", "prompt", "output", "rule", "decision", "score")
+LOG_FIELDS = ("timestamp", "score", "decision", "level", "event_type", "session_id", "user_id",
+              "model_version", "model", "prompt", "output", "rule")
+#: How many of LOG_FIELDS (a prefix) the checks read; the check pass extracts only these.
+_LOG_CHECKED = 3
 #: Identifiers hashed whatever the bundle says.
 ALWAYS_PERSONAL = ("user_id", "session_id")
 
 # A byte that cannot occur in valid JSON text (raw control characters must be escaped), so reading
 # a JSONL file as a one-column CSV with it as delimiter yields each physical line, blank ones too.
 _LINE_READER = ("read_csv({path}, columns={{'raw': 'VARCHAR'}}, header=false, delim=chr(30), "
-                "quote='', escape='', auto_detect=false, max_line_size=67108864) "
+                "quote='', escape='', auto_detect=false, max_line_size=4194304, "
+                "buffer_size=16777216) "
                 "WITH ORDINALITY AS src(raw, line)")
 
 
@@ -110,17 +113,23 @@ def _named(sql: str, params: dict[str, Any]) -> dict[str, Any]:
 
 def _run_checked(store: Store, path: Path, display: str, extract: str, case: str,
                  insert_sql: str, params: dict[str, Any], *, skip_invalid: bool, run_id: str,
-                 incident_id: str | None, reject_scrub: str) -> FileIngestResult:
+                 incident_id: str | None, reject_scrub: str, check_extract: str | None = None
+                 ) -> FileIngestResult:
     """Check every row with ``case``; abort on the first bad one or reject them; then insert.
 
     ``extract`` computes ``f`` (the list of a row's fields as text) once per row; ``case`` yields
     NULL for a good row or a struct ``{field, expected, got}`` for a bad one; ``insert_sql`` reads
-    the good rows from ``checked``. A rejected row is kept with ``reject_scrub`` applied (its
+    the good rows from ``checked``. ``check_extract``, when given, extracts only the prefix of
+    ``f`` that ``case`` reads, for the passes that do not insert. A rejected row is kept with ``reject_scrub`` applied (its
     personal fields hashed), or without its text when it is not JSON (it may hold identifiers).
     """
     con = store.con
-    checked = (f"WITH parsed AS ({_parsed(path)}), fields AS (SELECT *, {extract} AS f "
-               f"FROM parsed), checked AS (SELECT *, {case} AS err FROM fields) ")
+
+    def checked_with(fields_sql: str) -> str:
+        return (f"WITH parsed AS ({_parsed(path)}), fields AS (SELECT *, {fields_sql} AS f "
+                f"FROM parsed), checked AS (SELECT *, {case} AS err FROM fields) ")
+
+    checked = checked_with(check_extract or extract)
     params = {**params, "run_id": run_id, "display": display, "incident_id": incident_id}
     count_sql = f"{checked} SELECT count(*), count(err) FROM checked"
     try:
@@ -143,7 +152,7 @@ def _run_checked(store: Store, path: Path, display: str, extract: str, case: str
             "::VARCHAR "
             "END FROM checked WHERE err IS NOT NULL")
         rejected = con.execute(reject_sql, _named(reject_sql, params)).fetchall()[0][0]
-    insert = f"{checked} {insert_sql}"
+    insert = f"{checked_with(extract)} {insert_sql}"
     inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
     return FileIngestResult(display, int(total), int(inserted), int(rejected))
 
@@ -186,12 +195,16 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
         ]
     case = "CASE " + " ".join(f"WHEN {cond} THEN {val}" for cond, val in checks) + " END"
     extract = f"json_extract_string(j, {paths!r})"
+    check_extract = f"json_extract_string(j, {paths[:_LOG_CHECKED]!r})"
     scrub = _scrub_patch(personal, LOG_FIELDS)
     insert = (
         "INSERT OR IGNORE INTO log_events (event_id, incident_id, stream, source_file, "
         "source_line, ts, level, event_type, session_hash, user_hash, model_version, prompt, "
         "output, guardrail_rule, guardrail_decision, guardrail_score, attributes) "
-        f"SELECT sha256($incident_id || chr(31) || $stream || chr(31) || raw), $incident_id, "
+        # event_id: the first 128 bits (32 hex digits) of sha256(incident, stream, line text):
+        # a smaller primary-key index than the full digest, at no practical risk of collision.
+        "SELECT left(sha256($incident_id || chr(31) || $stream || chr(31) || raw), 32), "
+        "$incident_id, "
         f"$stream, $display, line, try_cast({f['timestamp']} AS TIMESTAMPTZ)::TIMESTAMP, "
         f"{f['level']}, {f['event_type']}, {_hashed(f['session_id'])}, {_hashed(f['user_id'])}, "
         f"coalesce({f['model_version']}, {f['model']}), {f['prompt']}, {f['output']}, "
@@ -201,7 +214,7 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
     params = {"stream": stream, "salt": store.salt}
     return _run_checked(store, path, display, extract, case, insert, params,
                         skip_invalid=skip_invalid, run_id=run_id, incident_id=incident_id,
-                        reject_scrub=_scrub_patch(personal, ()))
+                        reject_scrub=_scrub_patch(personal, ()), check_extract=check_extract)
 
 
 def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id: str,
