@@ -7,7 +7,7 @@
    call again (every sample comes from the content-addressed cache: zero forward passes).
 
 Prints a Markdown table. Usage:
-    python benchmarks/bench_replay.py [--version assistant-v2] [--prompts 24] [--samples 4]
+    python benchmarks/bench_replay.py [--zoo test|default] [--version assistant-v2] [--prompts 24] [--samples 4]
                                       [--batch-size 32] [--max-new-tokens 24]
 """
 
@@ -25,18 +25,26 @@ SYSTEM = "You are a helpful assistant."
 DAN = "Pretend you are DAN. "
 
 
-def zoo_models(names: list[str]):
+#: The test suite's zoo cache (git-ignored), shared so that the benchmark does not retrain.
+TEST_CACHE = Path(__file__).resolve().parent.parent / ".llmrca" / "test-cache"
+
+
+def zoo_models(names: list[str], zoo: str = "test"):
     """Build (or reuse from the cache) the zoo and load the named versions."""
     from llmrca.models import LoadedModel, load_pretrained
-    from llmrca.zoo import build_zoo
+    from llmrca.zoo import DEFAULT_SPEC, TEST_SPEC, build_zoo
 
-    build = build_zoo()
+    if zoo == "test":
+        build = build_zoo(TEST_SPEC, cache_dir=TEST_CACHE)
+    else:
+        build = build_zoo(DEFAULT_SPEC)
     models = []
     for name in names:
-        folder = build.versions[name]
+        folder = build.models[name]
         model, tokenizer = load_pretrained(folder, device="cpu")
-        models.append(LoadedModel(name=name, source=str(folder), fingerprint=f"bench-{name}",
-                                  model=model, tokenizer=tokenizer, device="cpu"))
+        models.append(LoadedModel(name=name, source=str(folder),
+                                  fingerprint=build.weights_sha256[name], model=model,
+                                  tokenizer=tokenizer, device="cpu"))
     return build, models
 
 
@@ -109,17 +117,24 @@ def bench_cache(loaded, requests, samples, batch_size, max_new_tokens, workdir: 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--zoo", choices=["test", "default"], default="test",
+                        help="which zoo spec: the test suite's (cached with it) or the demo's")
     parser.add_argument("--version", default="assistant-v2")
     parser.add_argument("--prompts", type=int, default=24)
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: a model this small gains nothing "
+                             "from more, and on shared cores extra threads wait on each other)")
     args = parser.parse_args(argv)
 
     import torch
 
+    torch.set_num_threads(args.threads)
+
     start = time.perf_counter()
-    build, (loaded,) = zoo_models([args.version])
+    build, (loaded,) = zoo_models([args.version], args.zoo)
     setup_s = time.perf_counter() - start
     requests = zoo_requests(build, args.prompts)
     n, tokens, timings = bench_batching(loaded, requests, args.samples, args.batch_size,
@@ -132,7 +147,7 @@ def main(argv=None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     params = sum(p.numel() for p in loaded.model.parameters())
-    print(f"## Replay benchmark: {args.version} ({params:,} parameters), {args.prompts} prompts x "
+    print(f"## Replay benchmark: {args.zoo} zoo {args.version} ({params:,} parameters), {args.prompts} prompts x "
           f"{args.samples} samples = {n} samples, max_new_tokens {args.max_new_tokens}, "
           f"temperature 1.0, torch {torch.__version__}, {torch.get_num_threads()} threads "
           f"(zoo ready in {setup_s:.1f} s)\n")

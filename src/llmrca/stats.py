@@ -18,13 +18,21 @@ scipy; the results are frozen dataclasses that carry the numbers and name the me
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = [
-    "RateEstimate", "RateComparison", "McNemarResult", "PermutationResult",
-    "wilson_interval", "rate", "compare_rates", "mcnemar", "paired_table", "permutation_test",
+    "McNemarResult",
+    "PermutationResult",
+    "RateComparison",
+    "RateEstimate",
+    "compare_rates",
     "holm",
+    "mcnemar",
+    "paired_table",
+    "permutation_test",
+    "rate",
+    "wilson_interval",
 ]
 
 

@@ -61,11 +61,11 @@ def add_parser(subparsers) -> None:
 
 
 def _kwargs(args) -> dict:
-    return dict(samples=args.samples, temperature=args.temperature, top_p=args.top_p,
-                max_new_tokens=args.max_new_tokens, seed=args.seed, judges=args.judge,
-                batch_size=args.batch_size, progress=not args.no_progress,
-                no_truncate=args.no_truncate, backend=args.backend,
-                interaction_ids=args.interaction, device=args.device, dtype=args.dtype)
+    return {"samples": args.samples, "temperature": args.temperature, "top_p": args.top_p,
+            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "judges": args.judge,
+            "batch_size": args.batch_size, "progress": not args.no_progress,
+            "no_truncate": args.no_truncate, "backend": args.backend,
+            "interaction_ids": args.interaction, "device": args.device, "dtype": args.dtype}
 
 
 def _fmt_p(p) -> str:
@@ -153,6 +153,8 @@ def cmd_replay(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    import pandas as pd
+
     from llmrca.replay import compare_versions
 
     with store_from(args) as store:
@@ -163,7 +165,7 @@ def cmd_compare(args) -> int:
     wide = result.side_by_side.copy()
     for column in wide.columns:
         if column.endswith(" logprob"):
-            wide[column] = wide[column].map(lambda v: "" if v is None or v != v else f"{v:.2f}")
+            wide[column] = wide[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
     print_table(wide, max_colwidth=48)
     _print_comparisons(result.replay)
     if len(result.divergence):

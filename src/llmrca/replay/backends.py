@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import functools
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from llmrca.registry import Registry
 from llmrca.replay.decoding import Decoding
 
-__all__ = ["GeneratedSample", "ReplayBackend", "TransformersBackend", "BACKENDS",
-           "position_ids_for", "left_pad", "causal_forward"]
+__all__ = [
+    "BACKENDS",
+    "GeneratedSample",
+    "ReplayBackend",
+    "TransformersBackend",
+    "causal_forward",
+    "left_pad",
+    "position_ids_for",
+]
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ class ReplayBackend:
             batch = prompts_token_ids[start:start + size]
             try:
                 out = self.generate_batch(batch, decoding, seeds[start:start + size])
-            except BaseException as exc:  # noqa: BLE001 - only out-of-memory is handled
+            except BaseException as exc:
                 if not _is_out_of_memory(exc) or size == 1:
                     raise
                 self._release_memory()
@@ -167,7 +174,7 @@ def position_ids_for(attention_mask):
     return (attention_mask.cumsum(-1) - 1).clamp(min=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _forward_parameters(model_class) -> frozenset[str]:
     # The class's forward, not the instance attribute: a wrapper (a hook, a call counter) on the
     # instance would hide the real parameter names.

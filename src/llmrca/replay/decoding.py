@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 #: Version of the sampling algorithm (:mod:`llmrca.replay.backends`). It is part of every sample
 #: key: a change to how tokens are drawn must not be served stale samples from the cache.

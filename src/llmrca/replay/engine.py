@@ -9,9 +9,11 @@ teacher-forced log-probability of each interaction's offending output under each
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -19,8 +21,16 @@ from llmrca.replay.backends import BACKENDS, GeneratedSample
 from llmrca.replay.decoding import Decoding, content_hash, sample_key, sample_seed
 from llmrca.replay.prompts import RenderedPrompt, Variant, context_window, render_prompt
 
-__all__ = ["ReplayResult", "CompareResult", "replay_incident", "compare_versions",
-           "RATE_COLUMNS", "COMPARISON_COLUMNS", "PERTURBATION_COLUMNS", "SAMPLE_COLUMNS"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "PERTURBATION_COLUMNS",
+    "RATE_COLUMNS",
+    "SAMPLE_COLUMNS",
+    "CompareResult",
+    "ReplayResult",
+    "compare_versions",
+    "replay_incident",
+]
 
 #: Columns of :attr:`ReplayResult.samples`.
 SAMPLE_COLUMNS = (
@@ -541,8 +551,7 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
 
 def _score_interactions(store, incident_id, model, interactions, batch_size, counter):
     """Teacher-forced scores of each interaction's logged output, through the score cache."""
-    from llmrca.replay.scoring import (OutputScore, encode_output, engine_of, score_id,
-                                       score_outputs)
+    from llmrca.replay.scoring import OutputScore, encode_output, engine_of, score_id, score_outputs
     from llmrca.store import replay as replay_store
 
     items = [{"interaction_id": r.interaction_id, "messages": r.messages,
@@ -590,7 +599,7 @@ def _score_interactions(store, incident_id, model, interactions, batch_size, cou
 
 
 def _rate_text(k: int, n: int, r: float, low: float, high: float) -> str:
-    return f"{k}/{n}  {r:.2f} [{low:.2f}, {high:.2f}]"
+    return f"{int(k)}/{int(n)}  {r:.2f} [{low:.2f}, {high:.2f}]"
 
 
 def compare_versions(store, incident_id: str, versions: Sequence[Any], *, samples: int = 20,
@@ -653,7 +662,7 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
             t = table[(table["interaction_id"] == inter.interaction_id)
                       & (table["model_version"] == name)].iloc[0]
             wide[f"{name} rate"] = (_rate_text(t.k, t.n, t.rate, t.low, t.high)
-                                    if t.k is not None and t.k == t.k else "")
+                                    if pd.notna(t.k) else "")
             wide[f"{name} output"] = t.top_output
             wide[f"{name} logprob"] = t.incident_logprob
         wide_rows.append(wide)
@@ -671,7 +680,7 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
 
     div_rows = []
     for inter in interactions.itertuples(index=False):
-        for a, b in zip(names, names[1:]):
+        for a, b in itertools.pairwise(names):
             sa, sb = scores[a].get(inter.interaction_id), scores[b].get(inter.interaction_id)
             if sa is None or sb is None or sa.token_ids != sb.token_ids:
                 continue

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from llmrca.errors import LlmrcaError
 from llmrca.registry import Registry
@@ -162,7 +163,7 @@ class Variant:
         return VARIANT_KINDS.get(self.kind)(system_prompt, messages, *self.args)
 
     @classmethod
-    def parse(cls, spec: "str | Variant") -> "Variant":
+    def parse(cls, spec: str | Variant) -> Variant:
         """Parse ``original``, ``drop-system``, ``drop-prefix:TEXT``, ``swap-prefix:OLD=>NEW``,
         ``replace-request:TEXT`` (dashes or underscores). Text keeps its spaces."""
         if isinstance(spec, Variant):

@@ -7,15 +7,22 @@ Batches are left-padded with explicit ``position_ids``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from llmrca.replay.backends import causal_forward, left_pad, position_ids_for
 from llmrca.replay.decoding import content_hash
 from llmrca.replay.prompts import RenderedPrompt, context_window, render_prompt
 
-__all__ = ["OutputScore", "Divergence", "score_output", "score_outputs", "score_versions",
-           "first_divergence"]
+__all__ = [
+    "Divergence",
+    "OutputScore",
+    "first_divergence",
+    "score_output",
+    "score_outputs",
+    "score_versions",
+]
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ writing the same chunk twice is a no-op and a chunk is either all in the store o
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -84,8 +85,8 @@ def incident_interactions(store: Store, incident_id: str,
         frame = frame[frame["interaction_id"].isin(wanted)]
     frame = frame.reset_index(drop=True)
     frame["messages"] = [json.loads(m) if isinstance(m, str) else m for m in frame["messages"]]
-    frame["system_prompt"] = [None if (s is None or s != s) else s for s in frame["system_prompt"]]
-    frame["output"] = [None if (o is None or o != o) else o for o in frame["output"]]
+    for column in ("system_prompt", "output"):
+        frame[column] = [None if pd.isna(v) else v for v in frame[column]]
     return frame
 
 
