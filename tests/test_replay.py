@@ -344,10 +344,14 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
 
 
 def test_one_sample_regenerates_alone(store):
+    from llmrca.replay import regenerate_sample
+
     add_incident(store)
     model = tiny_model("v1", 1)
     result = _run(store, [model], samples=5)
     row = result.samples.iloc[7]
+    fresh, same = regenerate_sample(store, row.sample_id, model=model)
+    assert same and fresh.text == row.output
     prompt = render_prompt(model.tokenizer, SYSTEM, json.loads(store.query(
         "SELECT messages FROM interactions WHERE interaction_id = ?",
         [row.interaction_id])["messages"][0]))

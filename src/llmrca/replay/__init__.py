@@ -15,7 +15,13 @@ torch is imported when a model runs, not when this package is imported.
 
 from llmrca.replay.backends import BACKENDS, GeneratedSample, ReplayBackend, TransformersBackend
 from llmrca.replay.decoding import Decoding, sample_key, sample_seed
-from llmrca.replay.engine import CompareResult, ReplayResult, compare_versions, replay_incident
+from llmrca.replay.engine import (
+    CompareResult,
+    ReplayResult,
+    compare_versions,
+    regenerate_sample,
+    replay_incident,
+)
 from llmrca.replay.prompts import (
     VARIANT_KINDS,
     PromptTooLongError,
@@ -56,6 +62,7 @@ __all__ = [
     "drop_system",
     "first_divergence",
     "original",
+    "regenerate_sample",
     "render_prompt",
     "replace_request",
     "replay_incident",

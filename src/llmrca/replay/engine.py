@@ -29,6 +29,7 @@ __all__ = [
     "CompareResult",
     "ReplayResult",
     "compare_versions",
+    "regenerate_sample",
     "replay_incident",
 ]
 
@@ -545,6 +546,42 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
     return ReplayResult(run_id=run_id, incident_id=incident_id, samples=frame,
                         judgements=judgements, rates=rates, comparisons=comparisons,
                         perturbations=perturbations, info=info)
+
+
+def regenerate_sample(store, sample_id: str, *, model: Any = None, device: Any = None,
+                      dtype: Any = None, backend: str = "transformers"):
+    """Generate one stored sample again, alone, and check it against the store.
+
+    Reads the sample's rendered prompt, decoding parameters and seed from ``replay_samples``,
+    loads its version (or uses ``model``), generates a batch of one and compares tokens.
+
+    Returns
+    -------
+    (GeneratedSample, bool)
+        The fresh sample and whether its tokens equal the stored ones.
+    """
+    import json
+
+    from llmrca.errors import NotFoundError
+
+    frame = store.query("SELECT * FROM replay_samples WHERE sample_id = ?", [sample_id])
+    if frame.empty:
+        raise NotFoundError(f"replay sample '{sample_id}' is not in the store")
+    row = frame.iloc[0]
+    loaded = model if model is not None else _resolve_models(
+        store, [row["model_version"]], device, dtype)[0]
+    decoding_key = json.loads(row["decoding"])
+    decoding = Decoding(temperature=decoding_key["temperature"], top_p=decoding_key["top_p"],
+                        max_new_tokens=decoding_key["max_new_tokens"])
+    prompt_ids = list(loaded.tokenizer(row["prompt_text"], add_special_tokens=False)["input_ids"])
+    from llmrca.replay.decoding import prompt_hash
+
+    if prompt_hash(row["prompt_text"], prompt_ids) != row["prompt_hash"]:
+        raise ValueError(f"sample {sample_id}: the tokenizer encodes the stored prompt differently "
+                         f"than when it was generated")
+    fresh = BACKENDS.get(backend)(loaded, batch_size=1).generate(
+        [prompt_ids], decoding, [int(row["seed"])])[0]
+    return fresh, list(fresh.token_ids) == json.loads(row["token_ids"])
 
 
 # -- comparing versions -----------------------------------------------------------------------------
