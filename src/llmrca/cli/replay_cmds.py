@@ -68,6 +68,12 @@ def _kwargs(args) -> dict:
             "interaction_ids": args.interaction, "device": args.device, "dtype": args.dtype}
 
 
+def _short(interaction_id) -> str:
+    """Interaction ids are sha256 digests; 12 hex digits identify one within an incident."""
+    return interaction_id[:12] if isinstance(interaction_id, str) and len(interaction_id) == 64 \
+        else interaction_id
+
+
 def _fmt_p(p) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "-"
@@ -81,7 +87,7 @@ def _rates_table(rates, level: str):
     if rows.empty:
         return rows
     out = pd.DataFrame({
-        "interaction": rows["interaction_id"], "version": rows["model_version"],
+        "interaction": rows["interaction_id"].map(_short), "version": rows["model_version"],
         "variant": rows["variant"], "k/n": [f"{k}/{n}" for k, n in zip(rows["k"], rows["n"])],
         "rate": rows["rate"].map(lambda r: f"{r:.3f}"),
         "95% CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(rows["low"], rows["high"])]})
@@ -163,6 +169,7 @@ def cmd_compare(args) -> int:
     print("\nside by side (rate: k/n rate [95% CI]; output: most frequent; logprob: teacher-forced "
           "log-probability of the logged incident output):")
     wide = result.side_by_side.copy()
+    wide["interaction_id"] = wide["interaction_id"].map(_short)
     for column in wide.columns:
         if column.endswith(" logprob"):
             wide[column] = wide[column].map(lambda v: "" if pd.isna(v) else f"{v:.2f}")
@@ -170,6 +177,6 @@ def cmd_compare(args) -> int:
     _print_comparisons(result.replay)
     if len(result.divergence):
         print("\nfirst divergence on the incident output (argmax differs):")
-        d = result.divergence
+        d = result.divergence.assign(interaction_id=result.divergence["interaction_id"].map(_short))
         print_table(d.assign(logprob_a=d["logprob_a"].round(3), logprob_b=d["logprob_b"].round(3)))
     return 0

@@ -159,7 +159,10 @@ def load_pretrained(source: str | os.PathLike, *, revision: str | None = None,
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    # transformers 5 draws a "Loading weights" bar per model; our faces draw their own.
+    hf_logging.disable_progress_bar()
     local_only = local or config.offline()
     common = {"revision": revision, "local_files_only": local_only, "trust_remote_code": False}
     where = text + (f" (revision {revision})" if revision else "")
