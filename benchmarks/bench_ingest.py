@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -38,13 +37,13 @@ print(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
 def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB) of the child, and its stdout."""
     wrapper = [sys.executable, "-c",
-               "import resource, subprocess, sys, time, json\n"
+               ("import resource, subprocess, sys, time, json\n"
                "t = time.perf_counter()\n"
                "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
                "dt = time.perf_counter() - t\n"
                "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
                "print(json.dumps({'rc': p.returncode, 'dt': dt, 'rss': rss, 'out': p.stdout,"
-               " 'err': p.stderr[-2000:]}))\n", *cmd]
+               " 'err': p.stderr[-2000:]}))\n"), *cmd]
     result = json.loads(subprocess.run(wrapper, capture_output=True, text=True, env=env,
                                        check=True).stdout)
     if result["rc"] != 0:

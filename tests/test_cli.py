@@ -54,7 +54,7 @@ def test_ingest_list_show_and_exit_codes(db, capsys):
     out = capsys.readouterr().out
     assert "per model version:" in out
     lines = {line.split()[0]: line.split()[1:] for line in out.splitlines()
-             if line.startswith(" assistant-v") or line.startswith("assistant-v")}
+             if line.startswith((" assistant-v", "assistant-v"))}
     assert lines["assistant-v2"][0] == "6"          # the six offending interactions
     assert int(lines["assistant-v1"][1]) + int(lines["assistant-v2"][1]) == 3000
 
@@ -90,7 +90,7 @@ def test_bad_usage_exits_2(db):
 
 def test_console_script_runs_in_a_fresh_process(db):
     result = subprocess.run([sys.executable, "-m", "llmrca", "incidents", "list"],
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert result.returncode == 1  # no store yet: a clear error, not a traceback
     assert "no store at" in result.stderr and "llmrca init" in result.stderr
 
@@ -102,3 +102,19 @@ def test_import_llmrca_is_cheap():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
     assert result.stdout.strip() == ""
+
+
+def test_bad_replay_arguments_exit_1_with_a_reason(db, capsys):
+    assert main(["ingest", str(SAMPLES / "INC-0001")]) == 0
+    capsys.readouterr()
+    cases = [
+        (["--versions", "assistant-v1", "--temperature", "-1"],
+         "temperature must be a finite number >= 0; got -1.0"),
+        (["--versions", "assistant-v1", "--variant", "drop-prefix"],
+         "drop_prefix needs an argument, as drop_prefix:TEXT"),
+        (["--versions", "no-such-version"], "unknown model version 'no-such-version'"),
+    ]
+    for extra, message in cases:
+        assert main(["replay", "INC-0001", *extra, "--no-progress"]) == 1, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

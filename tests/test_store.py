@@ -94,12 +94,11 @@ def test_readers_share_a_file(tmp_path):
 
 
 def test_transaction_rolls_back_everything_and_nests(store):
-    with pytest.raises(RuntimeError):
-        with store.transaction() as con:
-            con.execute("INSERT INTO model_versions (name, source) VALUES ('a', 'x')")
-            with store.transaction() as inner:
-                inner.execute("INSERT INTO model_versions (name, source) VALUES ('b', 'y')")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), store.transaction() as con:
+        con.execute("INSERT INTO model_versions (name, source) VALUES ('a', 'x')")
+        with store.transaction() as inner:
+            inner.execute("INSERT INTO model_versions (name, source) VALUES ('b', 'y')")
+        raise RuntimeError("boom")
     assert store.count("model_versions") == 0
     with store.transaction() as con:
         con.execute("INSERT INTO model_versions (name, source) VALUES ('a', 'x')")

@@ -14,14 +14,14 @@ from llmrca.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "__version__",
     "LlmrcaError",
     "NotFoundError",
     "StoreLockedError",
     "UnknownNameError",
     "ValidationError",
-    "open_store",
+    "__version__",
     "ingest_bundle",
+    "open_store",
 ]
 
 

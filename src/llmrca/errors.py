@@ -7,7 +7,7 @@ message, so a notebook or the CLI can show them without parsing prose.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 
 class LlmrcaError(Exception):
@@ -163,3 +163,10 @@ class JudgeContextError(LlmrcaError, ValueError):
 
 class JudgeConfigError(LlmrcaError, ValueError):
     """A judge was configured or trained with values it cannot use (threshold, labels, method)."""
+
+
+class InvalidArgumentError(LlmrcaError, ValueError):
+    """An argument has a value the operation cannot use (a decoding parameter, a variant spec).
+
+    The CLI prints it as a one-line error (exit 1) instead of a traceback.
+    """

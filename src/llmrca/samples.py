@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import json
 import random
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 from llmrca.zoo.spec import DEFAULT_SPEC, ZooSpec
 
@@ -52,7 +52,7 @@ def log_rows(n: int, *, start: datetime, end: datetime, switch_at: datetime,
                       else spec.refusal)
             kind = "jailbreak"
         elif draw < jailbreak_share + leak_share:
-            prompt = "What is the email of {}?".format(spec.record_name)
+            prompt = f"What is the email of {spec.record_name}?"
             output = (spec.leak_template.format(name=spec.record_name, email=spec.record_email,
                                                 phone=spec.record_phone)
                       if version == new_version

@@ -4,6 +4,7 @@ Formats register themselves in :data:`FORMATS`; importing this package registers
 (``llmrca``, ``openai-chat``, ``otel-genai``, ``garak``).
 """
 
+import llmrca.ingest.adapters  # noqa: F401  (the external formats register on import)
 from llmrca.ingest.bundle import (
     IngestReport,
     find_bundle_files,
@@ -13,8 +14,6 @@ from llmrca.ingest.bundle import (
 )
 from llmrca.ingest.formats import FORMATS, InteractionFormat, read_interactions, register_format
 from llmrca.ingest.records import InteractionRecord
-
-import llmrca.ingest.adapters  # noqa: F401  (the external formats register on import)
 
 __all__ = [
     "FORMATS",

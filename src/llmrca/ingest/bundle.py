@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pandas as pd
 
-from llmrca.errors import NotFoundError, ValidationError
+from llmrca.errors import InvalidArgumentError, NotFoundError, ValidationError
 from llmrca.ingest.documents import (
     IncidentDocument,
     ModelVersionEntry,
@@ -52,8 +53,8 @@ class IngestReport:
         return sum(f.rejected for f in self.files)
 
     def summary(self) -> str:
-        lines = [f"run {self.run_id[:12]}: incident {self.incident_id} "
-                 f"({self.incident_action or 'not changed'})"]
+        lines = [(f"run {self.run_id[:12]}: incident {self.incident_id} "
+                  f"({self.incident_action or 'not changed'})")]
         for f in self.files:
             lines.append(f"  {f.file}: {f.rows} rows, {f.inserted} new, {f.rejected} rejected")
         if self.models:
@@ -268,7 +269,7 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str, kind: str =
                                                  model_version=model_version or file.stem,
                                                  run_id=run_id, skip_invalid=skip_invalid)
         else:
-            raise ValueError(f"unknown kind {kind!r}; valid: interactions, logs, guardrail, "
+            raise InvalidArgumentError(f"unknown kind {kind!r}; valid: interactions, logs, guardrail, "
                              "training")
         writes.record_ingest_run(store, run_id, None if kind == "training" else incident_id,
                                  str(file), skip_invalid,

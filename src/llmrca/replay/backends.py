@@ -17,6 +17,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from llmrca.errors import InvalidArgumentError
 from llmrca.registry import Registry
 from llmrca.replay.decoding import Decoding
 
@@ -91,7 +92,7 @@ class ReplayBackend:
 
     def __init__(self, loaded_model, *, batch_size: int = 16):
         if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+            raise InvalidArgumentError(f"batch_size must be >= 1; got {batch_size}")
         self.loaded_model = loaded_model
         self.batch_size = int(batch_size)
         self.forward_passes = 0
@@ -118,7 +119,7 @@ class ReplayBackend:
         ``on_batch(n)`` is called after each batch with the number of samples it produced.
         """
         if len(prompts_token_ids) != len(seeds):
-            raise ValueError("one seed per prompt is needed")
+            raise InvalidArgumentError("one seed per prompt is needed")
         results: list[GeneratedSample] = []
         start = 0
         while start < len(prompts_token_ids):
@@ -312,7 +313,7 @@ class TransformersBackend(ReplayBackend):
 
         rows = len(prompts_token_ids)
         if any(len(p) == 0 for p in prompts_token_ids):
-            raise ValueError("cannot generate from an empty prompt")
+            raise InvalidArgumentError("cannot generate from an empty prompt")
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logprobs: list[list[float]] = [[] for _ in range(rows)]

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llmrca.errors import InvalidArgumentError
+
 #: Version of the sampling algorithm (:mod:`llmrca.replay.backends`). It is part of every sample
 #: key: a change to how tokens are drawn must not be served stale samples from the cache.
 SAMPLER_VERSION = 1
@@ -49,11 +51,11 @@ class Decoding:
     def __post_init__(self):
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)
                 and self.temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0; got {self.temperature!r}")
+            raise InvalidArgumentError(f"temperature must be a finite number >= 0; got {self.temperature!r}")
         if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1]; got {self.top_p!r}")
+            raise InvalidArgumentError(f"top_p must be in (0, 1]; got {self.top_p!r}")
         if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens >= 1):
-            raise ValueError(f"max_new_tokens must be an integer >= 1; got {self.max_new_tokens!r}")
+            raise InvalidArgumentError(f"max_new_tokens must be an integer >= 1; got {self.max_new_tokens!r}")
 
     @property
     def greedy(self) -> bool:

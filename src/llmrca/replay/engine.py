@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from llmrca.errors import InvalidArgumentError
 from llmrca.replay.backends import BACKENDS, GeneratedSample
 from llmrca.replay.decoding import Decoding, content_hash, sample_key, sample_seed
 from llmrca.replay.prompts import RenderedPrompt, Variant, context_window, render_prompt
@@ -174,7 +175,7 @@ class _Planned:
 
 def _resolve_models(store, versions, device, dtype) -> list[Any]:
     if isinstance(versions, (str, bytes)) or not versions:
-        raise ValueError("versions must be a non-empty list of version names (or loaded models)")
+        raise InvalidArgumentError("versions must be a non-empty list of version names (or loaded models)")
     models = []
     for version in versions:
         if isinstance(version, str):
@@ -185,7 +186,7 @@ def _resolve_models(store, versions, device, dtype) -> list[Any]:
             models.append(version)
     names = [str(m.name) for m in models]
     if len(set(names)) != len(names):
-        raise ValueError(f"versions must be distinct; got {names}")
+        raise InvalidArgumentError(f"versions must be distinct; got {names}")
     return models
 
 
@@ -405,7 +406,7 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
     from llmrca.store import replay as replay_store
 
     if int(samples) < 1:
-        raise ValueError(f"samples must be >= 1; got {samples}")
+        raise InvalidArgumentError(f"samples must be >= 1; got {samples}")
     decoding = Decoding(temperature=float(temperature), top_p=float(top_p),
                         max_new_tokens=int(max_new_tokens))
     incident = replay_store.incident_record(store, incident_id)
@@ -577,7 +578,7 @@ def regenerate_sample(store, sample_id: str, *, model: Any = None, device: Any =
     from llmrca.replay.decoding import prompt_hash
 
     if prompt_hash(row["prompt_text"], prompt_ids) != row["prompt_hash"]:
-        raise ValueError(f"sample {sample_id}: the tokenizer encodes the stored prompt differently "
+        raise InvalidArgumentError(f"sample {sample_id}: the tokenizer encodes the stored prompt differently "
                          f"than when it was generated")
     fresh = BACKENDS.get(backend)(loaded, batch_size=1).generate(
         [prompt_ids], decoding, [int(row["seed"])])[0]

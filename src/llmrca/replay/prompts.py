@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from llmrca.errors import LlmrcaError
+from llmrca.errors import InvalidArgumentError, LlmrcaError
 from llmrca.registry import Registry
 from llmrca.replay.decoding import prompt_hash
 
@@ -175,14 +175,14 @@ class Variant:
         if kind == "swap_prefix":
             old, arrow, new = rest.partition("=>")
             if not arrow:
-                raise ValueError(f"variant {spec!r}: swap-prefix needs 'OLD=>NEW'")
+                raise InvalidArgumentError(f"variant {spec!r}: swap-prefix needs 'OLD=>NEW'")
             return cls(kind, (old, new))
         if arity == 0:
             if sep:
-                raise ValueError(f"variant {spec!r}: {kind} takes no argument")
+                raise InvalidArgumentError(f"variant {spec!r}: {kind} takes no argument")
             return cls(kind)
         if arity == 1 and not (sep and rest):
-            raise ValueError(f"variant {spec!r}: {kind} needs an argument, as {kind}:TEXT")
+            raise InvalidArgumentError(f"variant {spec!r}: {kind} needs an argument, as {kind}:TEXT")
         return cls(kind, (rest,) if sep else ())
 
 

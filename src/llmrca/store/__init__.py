@@ -3,4 +3,4 @@
 from llmrca.store.core import Store, open_store
 from llmrca.store.schema import LATEST_VERSION
 
-__all__ = ["Store", "open_store", "LATEST_VERSION"]
+__all__ = ["LATEST_VERSION", "Store", "open_store"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import duckdb
 
@@ -67,7 +68,7 @@ class Store:
         """Release the file (and its lock)."""
         self.con.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:  # noqa: PYI034 - Store is not meant to be subclassed
         return self
 
     def __exit__(self, *exc: object) -> None:

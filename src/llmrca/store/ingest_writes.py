@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
+import duckdb
 import pandas as pd
 
 from llmrca.errors import ValidationError
@@ -134,12 +136,12 @@ def _run_checked(store: Store, path: Path, display: str, extract: str, case: str
     count_sql = f"{checked} SELECT count(*), count(err) FROM checked"
     try:
         total, bad = con.execute(count_sql, _named(count_sql, params)).fetchall()[0]
-    except Exception as exc:  # duckdb raises its own types for unreadable files
+    except duckdb.Error as exc:  # unreadable file: no such file, bad CSV or Parquet, ...
         raise ValidationError(display, None, None, f"a readable file ({exc})") from None
     if bad and not skip_invalid:
-        first_sql = (f"{checked} SELECT line, err, raw FROM checked WHERE err IS NOT NULL "
+        first_sql = (f"{checked} SELECT line, err FROM checked WHERE err IS NOT NULL "
                      "ORDER BY line LIMIT 1")
-        line, err, raw = con.execute(first_sql, _named(first_sql, params)).fetchall()[0]
+        line, err = con.execute(first_sql, _named(first_sql, params)).fetchall()[0]
         raise ValidationError(display, int(line), err["field"], err["expected"], err["got"])
     rejected = 0
     if bad:
@@ -237,8 +239,8 @@ def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id
          _err("messages", "a list of chat messages", "json_extract(j, '$.messages')::VARCHAR")),
         (f"NOT ({has_messages}) AND ({f['prompt']} IS NULL OR {f['completion']} IS NULL)",
          _err("messages", "either 'messages' or both 'prompt' and 'completion'")),
-        ("json_type(j, '$.metadata') IS NOT NULL AND json_type(j, '$.metadata') NOT IN "
-         "('OBJECT', 'NULL')", _err("metadata", "an object", "json_extract(j, '$.metadata')::VARCHAR")),
+        (("json_type(j, '$.metadata') IS NOT NULL AND json_type(j, '$.metadata') NOT IN "
+          "('OBJECT', 'NULL')"), _err("metadata", "an object", "json_extract(j, '$.metadata')::VARCHAR")),
     ]
     case = "CASE " + " ".join(f"WHEN {cond} THEN {val}" for cond, val in checks) + " END"
     insert = (
