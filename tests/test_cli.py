@@ -104,17 +104,17 @@ def test_import_llmrca_is_cheap():
     assert result.stdout.strip() == ""
 
 
-def test_bad_replay_arguments_exit_1_with_a_reason(db, capsys):
+def test_bad_replay_arguments_exit_with_a_reason(db, capsys):
     assert main(["ingest", str(SAMPLES / "INC-0001")]) == 0
     capsys.readouterr()
-    cases = [
-        (["--versions", "assistant-v1", "--temperature", "-1"],
+    cases = [  # bad values are bad usage (2); a name the store does not hold is a failure (1)
+        (["--versions", "assistant-v1", "--temperature", "-1"], 2,
          "temperature must be a finite number >= 0; got -1.0"),
-        (["--versions", "assistant-v1", "--variant", "drop-prefix"],
+        (["--versions", "assistant-v1", "--variant", "drop-prefix"], 2,
          "drop_prefix needs an argument, as drop_prefix:TEXT"),
-        (["--versions", "no-such-version"], "unknown model version 'no-such-version'"),
+        (["--versions", "no-such-version"], 1, "unknown model version 'no-such-version'"),
     ]
-    for extra, message in cases:
-        assert main(["replay", "INC-0001", *extra, "--no-progress"]) == 1, extra
+    for extra, code, message in cases:
+        assert main(["replay", "INC-0001", *extra, "--no-progress"]) == code, extra
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err

@@ -283,3 +283,52 @@ def test_parquet_logs_are_read_in_place(store, tmp_path):
     assert {Path(f.file).name: f.inserted for f in report.files}["logs.parquet"] == 3000
     lines = store.query("SELECT min(source_line), max(source_line) FROM log_events")
     assert lines.iloc[0].tolist() == [1, 3000]
+
+
+def test_personal_fields_are_hashed_at_any_depth_of_interaction_metadata(store, tmp_path):
+    record = _line(model_version="v", messages=[{"role": "user", "content": "hi"}], output="o",
+                   guardrail={"decision": "allow", "user_id": "user-00042"},
+                   metadata={"user_id": "user-00042", "session_id": "sess-1",
+                             "request": {"metadata": {"email": "someone@example.com"}},
+                             "history": [{"email": "someone@example.com", "n": 1}]})
+    ingest_bundle(store, make_bundle(tmp_path / "b", interactions=record))
+    text = store.query("SELECT metadata, guardrail FROM interactions").to_string()
+    for clear in ("user-00042", "sess-1", "someone@example.com"):
+        assert clear not in text
+    metadata = json.loads(store.query("SELECT metadata FROM interactions").iloc[0, 0])
+    assert metadata["history"][0]["n"] == 1 and len(metadata["history"][0]["email"]) == 64
+    user_hash = store.query("SELECT user_hash FROM log_events LIMIT 1").iloc[0, 0]
+    assert metadata["user_id"] == user_hash  # same salted hash as the column elsewhere
+
+
+def test_skip_invalid_keeps_interactions_after_a_malformed_line(store, tmp_path):
+    good = _line(model_version="v", messages=[{"role": "user", "content": "hi"}], output="o")
+    other = _line(model_version="v", messages=[{"role": "user", "content": "yo"}], output="o")
+    bundle = make_bundle(tmp_path / "b", interactions=good + '{"not json\n' + other + "\n")
+    with pytest.raises(ValidationError) as info:
+        ingest_bundle(store, bundle)
+    assert (info.value.line, info.value.field) == (2, None)
+    report = ingest_bundle(store, bundle, skip_invalid=True)
+    assert store.count("interactions") == 2 and report.rejected == 1
+    assert {Path(f.file).name: f.rows for f in report.files}["interactions.jsonl"] == 3
+
+
+def test_models_yaml_errors_and_numeric_revisions(store, tmp_path):
+    bundle = make_bundle(tmp_path / "b")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "config.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"weights")
+    (bundle / "models.yaml").write_text(
+        f"versions:\n  - name: m1\n    source: {model}\n    revision: 3\n")
+    ingest_bundle(store, bundle)
+    before = counts(store)
+    ingest_bundle(store, bundle)  # a YAML int revision must not look like a changed model
+    assert counts(store)["model_versions"] == before["model_versions"] == 1
+    (bundle / "models.yaml").write_text(
+        "versions:\n  - name: m1\n    notes: ok\n  - name: m2\n"
+        f"    source: {model}\n    parent: nobody\n")
+    with pytest.raises(ValidationError) as info:
+        ingest_bundle(store, bundle)
+    assert (info.value.line, info.value.field) == (4, "versions.1")
+    assert "unknown parent model version 'nobody'; valid: m1" in str(info.value)

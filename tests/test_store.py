@@ -103,3 +103,24 @@ def test_transaction_rolls_back_everything_and_nests(store):
     with store.transaction() as con:
         con.execute("INSERT INTO model_versions (name, source) VALUES ('a', 'x')")
     assert store.count("model_versions") == 1
+
+
+def test_a_reader_cannot_open_a_file_held_by_a_writer(tmp_path):
+    # DuckDB: one writer or several readers, not both. The error says so (README, errors.py).
+    path = tmp_path / "w.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import sys
+            from llmrca.store import Store
+            s = Store({str(path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLockedError, match="one writer or several readers"):
+            Store(path, read_only=True)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)

@@ -65,7 +65,8 @@ class StoreLockedError(StoreError):
         self.pid = pid
         holder = f"process {pid}" if pid is not None else "another process"
         msg = (f"store {self.path} is locked for writing by {holder}; close that session "
-               f"(or open read-only) and try again")
+               f"and try again (DuckDB lets a file have one writer or several readers, "
+               f"not both)")
         if detail:
             msg += f" [{detail}]"
         super().__init__(msg)

@@ -108,7 +108,8 @@ def write_log_rows(path: Path, rows: Iterator[dict]) -> int:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True).dt.tz_localize(None)
         con = duckdb.connect()  # writes Parquet without pyarrow
         con.register("frame", frame)
-        con.execute(f"COPY frame TO '{path}' (FORMAT parquet)").fetchall()
+        quoted = str(path).replace("'", "''")
+        con.execute(f"COPY frame TO '{quoted}' (FORMAT parquet)").fetchall()
         con.close()
         count = len(frame)
     else:

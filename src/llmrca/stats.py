@@ -21,6 +21,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from llmrca.errors import InvalidArgumentError
+
 __all__ = [
     "McNemarResult",
     "PermutationResult",
@@ -38,13 +40,13 @@ __all__ = [
 
 def _check_counts(k: int, n: int) -> tuple[int, int]:
     if int(n) != n or int(k) != k or n < 0 or k < 0 or k > n:
-        raise ValueError(f"counts must be integers with 0 <= k <= n; got k={k}, n={n}")
+        raise InvalidArgumentError(f"counts must be integers with 0 <= k <= n; got k={k}, n={n}")
     return int(k), int(n)
 
 
 def _check_confidence(confidence: float) -> float:
     if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+        raise InvalidArgumentError(f"confidence must be in (0, 1); got {confidence}")
     return float(confidence)
 
 
@@ -230,7 +232,7 @@ def mcnemar(b: int, c: int, *, both: int | None = None, neither: int | None = No
     """
     for name, value in (("b", b), ("c", c), ("both", both), ("neither", neither)):
         if value is not None and (int(value) != value or value < 0):
-            raise ValueError(f"{name} must be a non-negative integer; got {value}")
+            raise InvalidArgumentError(f"{name} must be a non-negative integer; got {value}")
     b, c = int(b), int(c)
     if b + c == 0:
         p_value = 1.0
@@ -249,7 +251,7 @@ def mcnemar(b: int, c: int, *, both: int | None = None, neither: int | None = No
 def paired_table(first: Sequence[bool], second: Sequence[bool]) -> McNemarResult:
     """McNemar test of two aligned boolean sequences (pair ``i`` is ``first[i]``, ``second[i]``)."""
     if len(first) != len(second):
-        raise ValueError(f"paired outcomes must have the same length; got {len(first)} and "
+        raise InvalidArgumentError(f"paired outcomes must have the same length; got {len(first)} and "
                          f"{len(second)}")
     both = b = c = neither = 0
     for x, y in zip(first, second):
@@ -276,7 +278,7 @@ def permutation_test(x: Sequence[float], y: Sequence[float], *, n_resamples: int
                      seed: int = 0) -> PermutationResult:
     """Permutation test of ``mean(x) - mean(y)``; seeded, so it gives the same p-value each time."""
     if len(x) == 0 or len(y) == 0:
-        raise ValueError("permutation_test needs two non-empty samples")
+        raise InvalidArgumentError("permutation_test needs two non-empty samples")
     import numpy as np
     from scipy.stats import permutation_test as scipy_permutation_test
 
@@ -301,7 +303,7 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     values = [float(p) for p in pvalues]
     for p in values:
         if not math.isnan(p) and not 0.0 <= p <= 1.0:
-            raise ValueError(f"p-values must be in [0, 1]; got {p}")
+            raise InvalidArgumentError(f"p-values must be in [0, 1]; got {p}")
     indexed = sorted((p, i) for i, p in enumerate(values) if not math.isnan(p))
     m = len(indexed)
     adjusted = list(values)

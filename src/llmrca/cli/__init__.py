@@ -2,7 +2,8 @@
 
 Each command group lives in its own module with ``add_parser(subparsers)``; the function it sets as
 ``func`` takes the parsed arguments and returns an exit code. Exit codes: 0 ok, 1 failure (an
-:class:`~llmrca.errors.LlmrcaError`, printed without a traceback), 2 bad usage (argparse).
+:class:`~llmrca.errors.LlmrcaError`, printed without a traceback), 2 bad usage (argparse, or an
+:class:`~llmrca.errors.InvalidArgumentError` such as a negative temperature).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from importlib import import_module
 
 from llmrca import __version__
-from llmrca.errors import LlmrcaError
+from llmrca.errors import InvalidArgumentError, LlmrcaError
 
 #: Modules under llmrca.cli that contribute commands, in --help order.
 COMMAND_MODULES = ["store_cmds", "ingest_cmds", "model_cmds", "zoo_cmds", "replay_cmds", "demo_cmds"]
@@ -43,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except InvalidArgumentError as exc:  # a value argparse could not check: still bad usage
+        print(f"llmrca: error: {exc}", file=sys.stderr)
+        return 2
     except LlmrcaError as exc:
         print(f"llmrca: error: {exc}", file=sys.stderr)
         return 1

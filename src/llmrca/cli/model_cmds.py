@@ -46,7 +46,7 @@ def cmd_add(args) -> int:
         version = register_version(
             store, args.name, args.source, revision=args.revision, parent=args.parent,
             deployed_from=args.deployed_from, deployed_to=args.deployed_to, notes=args.notes,
-            allow_pickle=args.allow_pickle, force=args.force)
+            allow_pickle=True if args.allow_pickle else None, force=args.force)
     fingerprint = version.fingerprint[:12] if version.fingerprint else "(hub id: set on load)"
     print(f"registered {version.name}: {version.source} fingerprint {fingerprint}")
     return 0

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmrca.errors import InvalidArgumentError, NotFoundError, ValidationError
+from llmrca.errors import InvalidArgumentError, LlmrcaError, NotFoundError, ValidationError
 from llmrca.ingest.documents import (
     IncidentDocument,
     ModelVersionEntry,
@@ -99,16 +99,30 @@ def _hash(salt: str, value: str | None) -> str | None:
     return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
 
 
+def scrub_personal(value: Any, salt: str, personal: frozenset[str]) -> Any:
+    """``value`` with every personal key, at any depth, replaced by its salted hash."""
+    if isinstance(value, dict):
+        return {key: (_hash(salt, item if isinstance(item, str) else json.dumps(item, default=str))
+                      if key in personal and item is not None
+                      else scrub_personal(item, salt, personal))
+                for key, item in value.items()}
+    if isinstance(value, list):
+        return [scrub_personal(item, salt, personal) for item in value]
+    return value
+
+
 def interaction_rows(records: Iterable[InteractionRecord], incident_id: str, salt: str,
                      personal_fields: Sequence[str]) -> pd.DataFrame:
-    """Interaction records as rows of the ``interactions`` table (ids hashed, ids content-based)."""
-    extra_personal = [f for f in personal_fields if f not in writes.ALWAYS_PERSONAL]
+    """Interaction records as rows of the ``interactions`` table (ids hashed, ids content-based).
+
+    ``user_id``, ``session_id`` and every field in ``personal_fields`` are hashed wherever they
+    occur in the metadata and guardrail objects, nested ones included.
+    """
+    personal = frozenset([*writes.ALWAYS_PERSONAL, *personal_fields])
     rows = []
     for rec in records:
-        metadata = dict(rec.metadata)
-        for key in extra_personal:
-            if metadata.get(key) is not None:
-                metadata[key] = _hash(salt, str(metadata[key]))
+        metadata = scrub_personal(dict(rec.metadata), salt, personal)
+        guardrail = scrub_personal(rec.guardrail, salt, personal)
         rows.append({
             "interaction_id": writes.sha256_text(incident_id, rec.identity()),
             "incident_id": incident_id,
@@ -122,7 +136,7 @@ def interaction_rows(records: Iterable[InteractionRecord], incident_id: str, sal
             "system_prompt": rec.system_prompt,
             "messages": json.dumps(rec.messages, ensure_ascii=False),
             "output": rec.output,
-            "guardrail": json.dumps(rec.guardrail) if rec.guardrail is not None else None,
+            "guardrail": json.dumps(guardrail) if guardrail is not None else None,
             "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
         })
     frame = pd.DataFrame(rows, columns=[
@@ -161,8 +175,12 @@ def _register_models(store: Store, path: Path, entries: list[ModelVersionEntry])
         if entry.source:
             from llmrca.models import register_version
 
-            register_version(store, entry.name, entry.source, revision=entry.revision,
-                             parent=entry.parent, notes=entry.notes)
+            try:
+                register_version(store, entry.name, entry.source, revision=entry.revision,
+                                 parent=entry.parent, notes=entry.notes)
+            except LlmrcaError as exc:  # unknown parent, conflict, pickle weights, bad name
+                raise ValidationError(str(path), entry.line, f"versions.{i}",
+                                      f"a model version that can be registered: {exc}") from None
         if not writes.set_model_deployment(store, entry.name, deployed_from=entry.deployed_from,
                                            deployed_to=entry.deployed_to, parent=entry.parent,
                                            notes=entry.notes):

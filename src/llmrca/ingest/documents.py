@@ -178,9 +178,11 @@ def parse_models(path: Path) -> list[ModelVersionEntry]:
             local = (path.parent / source)
             if local.exists():
                 source = str(local.resolve())
+        revision = check.get("revision", (str, int))
         entries.append(ModelVersionEntry(
             name=check.get("name", str, required=True), source=source,
-            revision=check.get("revision", (str, int)), parent=check.get("parent", str),
+            revision=None if revision is None else str(revision),  # a bare `3` in YAML is an int
+            parent=check.get("parent", str),
             deployed_from=check.timestamp("deployed_from"),
             deployed_to=check.timestamp("deployed_to"), notes=check.get("notes", str),
             line=first_line))

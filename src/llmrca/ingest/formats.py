@@ -46,15 +46,17 @@ def register_format(cls: type[InteractionFormat]) -> type[InteractionFormat]:
 def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
     """``(line, parsed)`` for a JSONL file, or ``(1, document)`` for a ``.json`` file.
 
-    Blank lines are skipped; a line that is not JSON raises ValidationError naming it.
+    Blank lines are skipped. A line that is not JSON comes as ``(line, ValidationError)`` and
+    reading goes on, so that ``--skip-invalid`` keeps the lines after it.
     """
     path = Path(path)
     if path.suffix == ".json":
         try:
-            yield 1, json.loads(path.read_text(encoding="utf-8"))
+            document = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise ValidationError(str(path), exc.lineno, None,
-                                  f"a JSON document ({exc.msg} at column {exc.colno})") from None
+            document = ValidationError(str(path), exc.lineno, None,
+                                       f"a JSON document ({exc.msg} at column {exc.colno})")
+        yield 1, document
         return
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -63,14 +65,16 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield number, json.loads(line)
             except json.JSONDecodeError as exc:
-                raise ValidationError(str(path), number, None,
-                                      f"one JSON object per line ({exc.msg} at column {exc.colno})",
-                                      line.strip()) from None
+                yield number, ValidationError(
+                    str(path), number, None,
+                    f"one JSON object per line ({exc.msg} at column {exc.colno})", line.strip())
 
 
 def detect_format(path: Path) -> str:
-    """The name of the one format whose ``sniff`` accepts the file's first record."""
+    """The name of the one format whose ``sniff`` accepts the file's first JSON record."""
     for line, record in iter_json_records(path):
+        if isinstance(record, ValidationError):
+            continue
         matches = [name for name in FORMATS.available() if FORMATS.get(name).sniff(record)]
         if len(matches) == 1:
             return matches[0]
@@ -78,26 +82,30 @@ def detect_format(path: Path) -> str:
                     if not matches else "an unambiguous format; pass --format (matches: "
                     + ", ".join(matches) + ")")
         raise ValidationError(str(path), line, None, expected)
-    raise ValidationError(str(path), None, None, "at least one record")
+    raise ValidationError(str(path), None, None, "at least one JSON record")
 
 
 def read_interactions(path: Path, format_name: str | None = None
                       ) -> Iterator[InteractionRecord | ValidationError]:
-    """Parse a file of interactions; yields records, or the error of each bad record.
+    """Parse a file of interactions; yields records, or the error of each bad record, in order.
 
-    The caller decides whether an error aborts the run or becomes a reject. A file-level problem
-    (unreadable JSON) yields its error and stops.
+    The caller decides whether an error aborts the run or becomes a reject. When no format can
+    be detected the file's one error is yielded and nothing else.
     """
     path = Path(path)
     try:
         adapter = FORMATS.get(format_name or detect_format(path))
-        for line, record in iter_json_records(path):
-            try:
-                yield from adapter.parse(record, Where(str(path), line))
-            except ValidationError as exc:
-                yield exc
     except ValidationError as exc:
         yield exc
+        return
+    for line, record in iter_json_records(path):
+        if isinstance(record, ValidationError):
+            yield record
+            continue
+        try:
+            yield from adapter.parse(record, Where(str(path), line))
+        except ValidationError as exc:
+            yield exc
 
 
 @register_format

@@ -147,7 +147,7 @@ def register_version(store: Store, name: str, source: str | os.PathLike, *,
                      revision: str | None = None, parent: str | None = None,
                      deployed_from: datetime | str | None = None,
                      deployed_to: datetime | str | None = None, notes: str | None = None,
-                     allow_pickle: bool = False, force: bool = False) -> ModelVersion:
+                     allow_pickle: bool | None = None, force: bool = False) -> ModelVersion:
     """Register (or re-register) a model version and fingerprint its files.
 
     Parameters
@@ -166,8 +166,9 @@ def register_version(store: Store, name: str, source: str | os.PathLike, *,
         The production window; aware values are converted to UTC, naive ones are taken as UTC.
     notes : str, optional
         Free text.
-    allow_pickle : bool
-        Opt in to loading ``*.bin`` (pickle) weights for this version.
+    allow_pickle : bool, optional
+        Opt in to loading ``*.bin`` (pickle) weights for this version; None keeps the recorded
+        choice (False for a new version).
     force : bool
         Replace a registration whose source, revision or fingerprint differs.
 
@@ -200,13 +201,15 @@ def register_version(store: Store, name: str, source: str | os.PathLike, *,
             f"starting with a letter or digit")
     source_text = _normalise_source(source)
     local = is_local_source(source_text)
+    existing = rows.model_version_row(store, name)
+    if allow_pickle is None:  # not given: keep what was recorded (False for a new version)
+        allow_pickle = bool(existing["allow_pickle"]) if existing is not None else False
     if local:
         _check_weights_policy(source_text, allow_pickle)
     fingerprint = compute_fingerprint(source_text) if local else None
     start = _as_utc(deployed_from, "deployed_from")
     end = _as_utc(deployed_to, "deployed_to")
 
-    existing = rows.model_version_row(store, name)
     if existing is not None:
         recorded = {k: existing[k] for k in ("source", "revision", "fingerprint")}
         same_place = (existing["source"], existing["revision"]) == (source_text, revision)

@@ -58,10 +58,14 @@ class Store:
         # DuckDB's own bar writes to stdout and would mix with command output; faces use tqdm.
         self.con.execute("SET enable_progress_bar = false")
         self.con.execute("SET memory_limit = ?", [duckdb_memory_limit()])
-        if read_only:
-            self._check_readable()
-        else:
-            self._migrate(LATEST_VERSION if migrate_to is None else migrate_to)
+        try:
+            if read_only:
+                self._check_readable()
+            else:
+                self._migrate(LATEST_VERSION if migrate_to is None else migrate_to)
+        except BaseException:
+            self.con.close()  # release the file lock; the caller never gets this object
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:

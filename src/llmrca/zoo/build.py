@@ -425,10 +425,11 @@ def register_zoo(store, build: ZooBuild, *, force: bool = True) -> dict[str, int
                 f"that differ from {path} (a zoo built from another spec?); training examples "
                 f"are never replaced, so register this zoo in a fresh store (--db)")
     ingested: dict[str, int] = {}
-    for version, folder in build.models.items():
-        register_version(store, version, str(folder), parent=build.parents.get(version),
-                         notes=f"model organism, llmrca zoo {build.spec_hash}", force=force)
-        ingested[version] = ingest_training_file(store, build.training_data[version], version)
+    with store.transaction():  # all versions or none
+        for version, folder in build.models.items():
+            register_version(store, version, str(folder), parent=build.parents.get(version),
+                             notes=f"model organism, llmrca zoo {build.spec_hash}", force=force)
+            ingested[version] = ingest_training_file(store, build.training_data[version], version)
     return ingested
 
 
