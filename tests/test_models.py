@@ -227,6 +227,9 @@ def test_pickle_only_checkpoint_needs_opt_in(store, model_dir, monkeypatch):
     version = register_version(store, "pickled", model_dir, allow_pickle=True)
     assert version.allow_pickle
     assert load_version(store, "pickled").model.config.n_layer == 1
+    # Re-registering without the flag (models.yaml, a notes change) keeps the recorded opt-in.
+    again = register_version(store, "pickled", model_dir, notes="same weights")
+    assert again.allow_pickle and again.notes == "same weights"
 
 
 def test_loading_options_are_safe(model_dir, monkeypatch):
