@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -52,12 +53,12 @@ def test_reader_refuses_an_old_store_and_a_missing_one(tmp_path):
         Store(tmp_path / "old.duckdb", read_only=True)
 
 
-def test_second_writer_gets_store_locked_error_naming_file_and_pid(tmp_path):
-    path = tmp_path / "locked.duckdb"
-    Store(path).close()
+@contextmanager
+def writer_in_another_process(path):
+    """A second process that holds ``path`` open for writing until the block ends."""
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
+            import sys
             from llmrca.store import Store
             s = Store({str(path)!r})
             print("ready", flush=True)
@@ -65,15 +66,22 @@ def test_second_writer_gets_store_locked_error_naming_file_and_pid(tmp_path):
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "ready"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=30)
+
+
+def test_second_writer_gets_store_locked_error_naming_file_and_pid(tmp_path):
+    path = tmp_path / "locked.duckdb"
+    Store(path).close()
+    with writer_in_another_process(path) as holder:
         with pytest.raises(StoreLockedError) as info:
             Store(path)
         assert info.value.path == str(path)
         assert info.value.pid == holder.pid
         assert str(path) in str(info.value) and str(holder.pid) in str(info.value)
         assert isinstance(info.value, RuntimeError)  # also the built-in it fits
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
     # Once the holder is gone the file opens again.
     deadline = time.time() + 10
     while True:
@@ -109,18 +117,6 @@ def test_a_reader_cannot_open_a_file_held_by_a_writer(tmp_path):
     # DuckDB: one writer or several readers, not both. The error says so (README, errors.py).
     path = tmp_path / "w.duckdb"
     Store(path).close()
-    holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
-            import sys
-            from llmrca.store import Store
-            s = Store({str(path)!r})
-            print("ready", flush=True)
-            sys.stdin.read()
-        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreLockedError, match="one writer or several readers"):
-            Store(path, read_only=True)
-    finally:
-        holder.stdin.close()
-        holder.wait(timeout=30)
+    with writer_in_another_process(path), \
+            pytest.raises(StoreLockedError, match="one writer or several readers"):
+        Store(path, read_only=True)
