@@ -36,7 +36,8 @@ def _common(parser, *, variants: bool) -> None:
                         help="largest generation batch (halved on out-of-memory; default 16)")
     parser.add_argument("--backend", default="transformers", help="replay backend")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the best available)")
-    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: per device)")
+    parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: float32 on every "
+                                        "device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -105,6 +106,11 @@ def _print_header(result) -> None:
     print(f"samples: {c['planned']} ({c['unique']} distinct), {c['cached']} from cache, "
           f"{c['generated']} generated" + (f" at {speed:.1f} samples/s" if speed else "")
           + f", {c['forward_passes']} forward passes")
+    if info.get("samples_collapsed"):
+        samples = info["parameters"]["samples"]
+        print(f"note: greedy decoding (temperature 0): the {samples} samples of each prompt are "
+              f"one deterministic output, counted once; n is the number of interactions, not "
+              f"{samples} x interactions")
     if c.get("truncated_prompts"):
         print(f"warning: {c['truncated_prompts']} prompt(s) truncated to fit the context window "
               f"(see the samples' warnings)")

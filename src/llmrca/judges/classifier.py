@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -17,6 +18,9 @@ from typing import Any
 
 from llmrca.errors import JudgeConfigError, NotFittedError, ValidationError
 from llmrca.judges.base import LABELS, Judge, Judgement, register_judge
+
+#: Set to ``1`` to let the judge spec ``classifier:PATH`` (``--judge classifier:PATH``) unpickle.
+ALLOW_PICKLE_ENV = "LLMRCA_ALLOW_PICKLE"
 
 #: Marks files written by :meth:`ClassifierJudge.save`.
 ARTIFACT_FORMAT = "llmrca.classifier-judge"
@@ -122,7 +126,8 @@ class ClassifierJudge(Judge):
         if not hasattr(self, "pipeline_"):
             raise NotFittedError(
                 "this ClassifierJudge is not fitted yet; call fit(texts, labels) or load a saved "
-                "one with ClassifierJudge.load(path) (judge spec 'classifier:PATH')")
+                "one with ClassifierJudge.load(path, allow_pickle=True) (judge spec "
+                "'classifier:PATH' with LLMRCA_ALLOW_PICKLE=1)")
 
     # -- prediction ----------------------------------------------------------------------------
     def predict_proba(self, texts: Iterable[str]):
@@ -172,23 +177,34 @@ class ClassifierJudge(Judge):
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> ClassifierJudge:
+    def load(cls, path: str | Path, *, allow_pickle: bool = False) -> ClassifierJudge:
         """Read a judge written by :meth:`save`.
 
-        This unpickles: load only files this project wrote or that you trust. A file from another
-        scikit-learn version loads with a warning (predictions may differ slightly).
+        The file is a pickle (joblib), and unpickling can run arbitrary code: it is read only with
+        ``allow_pickle=True``, for files this project wrote or that you trust (as model weights
+        need ``--allow-pickle``). A file from another scikit-learn version loads with a warning
+        (predictions may differ slightly).
 
         Raises
         ------
         ValidationError
             The file is missing or is not a classifier judge artifact.
+        JudgeConfigError
+            ``allow_pickle`` is False; the message names the file and how to opt in.
         """
-        import joblib
-        import sklearn
-
         path = Path(path)
         if not path.is_file():
             raise ValidationError(str(path), None, None, "a classifier judge file (from save())")
+        if not allow_pickle:
+            raise JudgeConfigError(
+                f"classifier judge {path}: the file is a pickle (joblib) and unpickling can run "
+                f"arbitrary code, so it is not loaded without opt-in; if you trust it, call "
+                f"ClassifierJudge.load(path, allow_pickle=True), or for the judge spec "
+                f"'classifier:{path}' (--judge) set the environment variable "
+                f"{ALLOW_PICKLE_ENV}=1")
+        import joblib
+        import sklearn
+
         try:
             blob = joblib.load(path)
         except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not ours"
@@ -214,11 +230,22 @@ class ClassifierJudge(Judge):
         return judge
 
     @classmethod
-    def from_spec(cls, argument: str | None, **options: Any) -> ClassifierJudge:
-        """``classifier`` (unfitted: call :meth:`fit`) or ``classifier:PATH`` (a saved judge)."""
+    def from_spec(cls, argument: str | None, *, allow_pickle: bool | None = None,
+                  **options: Any) -> ClassifierJudge:
+        """``classifier`` (unfitted: call :meth:`fit`) or ``classifier:PATH`` (a saved judge).
+
+        A saved judge is unpickled only with ``allow_pickle=True`` or, when that is not given,
+        with the environment variable ``LLMRCA_ALLOW_PICKLE=1`` (how ``--judge classifier:PATH``
+        opts in); otherwise :meth:`load` refuses.
+        """
         if argument:
             if options:
                 raise JudgeConfigError("a saved classifier judge takes no options; got "
                                        + ", ".join(sorted(options)))
-            return cls.load(argument)
+            if allow_pickle is None:
+                allow_pickle = os.environ.get(ALLOW_PICKLE_ENV, "").strip() == "1"
+            return cls.load(argument, allow_pickle=bool(allow_pickle))
+        if allow_pickle is not None:
+            raise JudgeConfigError("allow_pickle applies to a saved classifier judge "
+                                   "('classifier:PATH') only")
         return cls(**options)

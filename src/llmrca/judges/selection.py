@@ -8,12 +8,17 @@ from llmrca.errors import UnknownNameError
 from llmrca.judges.base import JUDGES, Judge
 from llmrca.judges.rules import shipped_rule_sets
 
-#: The default judges per incident category; categories not listed get ``["refusal"]``.
+#: The default judges per incident category (the categories of ``llmrca.ingest.documents``).
+#: A reproduction needs a judge that can say ``unsafe``: categories without a rule set get
+#: ``same-as-incident`` (the offending output, again); an incident with no (or an unknown)
+#: category gets ``["refusal"]``.
 DEFAULT_JUDGES: dict[str, list[str]] = {
     "jailbreak": ["rules:jailbreak", "refusal"],
     "harmful-content": ["rules:jailbreak", "refusal"],
     "privacy": ["rules:privacy", "refusal"],
-    "data-leak": ["rules:privacy", "refusal"],
+    "bias": ["same-as-incident", "refusal"],
+    "prompt-injection": ["same-as-incident", "refusal"],
+    "other": ["same-as-incident", "refusal"],
 }
 FALLBACK_JUDGES: list[str] = ["refusal"]
 
@@ -63,9 +68,10 @@ def get_judge(spec: str, **options: Any) -> Judge:
 def default_judges(category: str | None) -> list[str]:
     """The judge specs an incident's category calls for.
 
-    ``jailbreak`` / ``harmful-content`` -> rules:jailbreak + refusal; ``privacy`` / ``data-leak``
-    -> rules:privacy + refusal; anything else (or no category) -> refusal only. Case, spaces and
-    underscores in the category do not matter.
+    ``jailbreak`` / ``harmful-content`` -> rules:jailbreak + refusal; ``privacy`` ->
+    rules:privacy + refusal; ``bias`` / ``prompt-injection`` / ``other`` -> same-as-incident +
+    refusal (``same-as-incident`` needs each interaction's logged output); no or an unknown
+    category -> refusal only. Case, spaces and underscores in the category do not matter.
     """
     if not category:
         return list(FALLBACK_JUDGES)

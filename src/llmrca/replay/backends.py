@@ -27,7 +27,9 @@ __all__ = [
     "ReplayBackend",
     "TransformersBackend",
     "causal_forward",
+    "engine_of",
     "left_pad",
+    "model_fingerprint",
     "position_ids_for",
 ]
 
@@ -148,6 +150,37 @@ class ReplayBackend:
 
 
 BACKENDS: Registry[type[ReplayBackend]] = Registry("replay backend")
+
+
+# -- identity of what computes: part of every sample and score key ------------------------------
+
+def model_fingerprint(loaded_model) -> str:
+    """The model identity in sample and score keys: its fingerprint, or name and source without one.
+
+    Unfingerprinted models (a hub id with no local snapshot, a model built in memory) are keyed
+    by name and source: the cache then trusts that the name still means the same weights. Never
+    ``"None"``: two different unfingerprinted versions must not share keys.
+    """
+    fp = getattr(loaded_model, "fingerprint", None)
+    if fp:
+        return str(fp)
+    return (f"unfingerprinted:{getattr(loaded_model, 'name', '')}:"
+            f"{getattr(loaded_model, 'source', '')}")
+
+
+def engine_of(loaded_model, backend: str = "transformers") -> str:
+    """``<backend>:<device type>:<dtype>`` of an in-process torch model (part of every key).
+
+    The device is the loaded model's ``device`` when it has one, else its parameters'; the dtype
+    is its parameters'. Generation (:attr:`TransformersBackend.engine`) and teacher-forced
+    scoring (:func:`llmrca.replay.scoring.score_id`) both key with this.
+    """
+    import torch
+
+    parameter = next(loaded_model.model.parameters())
+    device = getattr(loaded_model, "device", None)
+    device_type = torch.device(device).type if device else parameter.device.type
+    return f"{backend}:{device_type}:{str(parameter.dtype).replace('torch.', '')}"
 
 
 # -- shared torch helpers (also used by teacher-forced scoring) ---------------------------------
@@ -277,7 +310,7 @@ class TransformersBackend(ReplayBackend):
 
     @property
     def engine(self) -> str:
-        return f"{self.name}:{self.device.type}:{str(self.dtype).replace('torch.', '')}"
+        return engine_of(self.loaded_model, self.name)
 
     def _budget(self) -> int:
         if self.memory_budget_bytes is not None:

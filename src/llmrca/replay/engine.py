@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 
-from llmrca.errors import InvalidArgumentError
-from llmrca.replay.backends import BACKENDS, GeneratedSample
+from llmrca.errors import InvalidArgumentError, NotFoundError
+from llmrca.replay.backends import BACKENDS, GeneratedSample, engine_of, model_fingerprint
 from llmrca.replay.decoding import Decoding, content_hash, sample_key, sample_seed
 from llmrca.replay.prompts import RenderedPrompt, Variant, context_window, render_prompt
 
@@ -76,7 +76,8 @@ class ReplayResult:
         details``.
     rates : DataFrame
         :data:`RATE_COLUMNS`; ``level`` is ``interaction`` (per interaction x version x variant)
-        or ``version`` (pooled over the incident's interactions, ``interaction_id`` None).
+        or ``version`` (pooled over the incident's interactions, ``interaction_id`` None). With
+        greedy decoding each (interaction, variant, version) counts once, whatever ``samples``.
     comparisons : DataFrame
         :data:`COMPARISON_COLUMNS`: each pair of versions per variant, Fisher's exact test and the
         rate difference with its Newcombe interval; ``p_holm`` is Holm-corrected over the table.
@@ -85,7 +86,9 @@ class ReplayResult:
         (interaction, sample index), exact McNemar; ``p_holm`` over the table.
     info : dict
         Provenance: versions with fingerprints, parameters, seed, backend/engine, llmrca version,
-        counts (planned, unique, cached, generated, forward passes), timing, judges, agreement.
+        counts (planned, unique, cached, generated, forward passes), timing, judges, agreement;
+        ``samples_counted`` (samples per (interaction, variant, version) in the statistics: 1
+        when greedy) and ``samples_collapsed`` (greedy with ``samples > 1``).
     """
 
     run_id: str
@@ -106,7 +109,14 @@ class ReplayResult:
 
     def rate(self, model_version: str, variant: str = "original",
              interaction_id: str | None = None):
-        """One rate as a :class:`llmrca.stats.RateEstimate`."""
+        """One rate as a :class:`llmrca.stats.RateEstimate`.
+
+        Raises
+        ------
+        NotFoundError
+            No such rate (unknown version, variant or interaction, or no judge ran); it is a
+            :class:`LookupError`.
+        """
         from llmrca.stats import RateEstimate
 
         rows = self.rates[(self.rates["model_version"] == model_version)
@@ -116,8 +126,8 @@ class ReplayResult:
         else:
             rows = rows[rows["interaction_id"] == interaction_id]
         if rows.empty:
-            raise KeyError(f"no rate for version {model_version!r}, variant {variant!r}"
-                           + (f", interaction {interaction_id!r}" if interaction_id else ""))
+            raise NotFoundError(f"no rate for version {model_version!r}, variant {variant!r}"
+                                + (f", interaction {interaction_id!r}" if interaction_id else ""))
         r = rows.iloc[0]
         return RateEstimate(k=int(r.k), n=int(r.n), rate=float(r.rate), low=float(r.low),
                             high=float(r.high))
@@ -188,13 +198,6 @@ def _resolve_models(store, versions, device, dtype) -> list[Any]:
     if len(set(names)) != len(names):
         raise InvalidArgumentError(f"versions must be distinct; got {names}")
     return models
-
-
-def _fingerprint(model) -> str:
-    fp = getattr(model, "fingerprint", None)
-    # Unfingerprinted models (a hub id with no local snapshot) are keyed by name and source: the
-    # cache then trusts that the name still means the same weights.
-    return str(fp) if fp else f"unfingerprinted:{model.name}:{getattr(model, 'source', '')}"
 
 
 def _last_user_text(messages) -> str:
@@ -273,6 +276,13 @@ def _judge_samples(store, samples: pd.DataFrame, judges: list, context: pd.DataF
 
 
 # -- statistics -------------------------------------------------------------------------------------
+
+def _one_per_prompt(samples: pd.DataFrame) -> pd.DataFrame:
+    """The first sample of each (interaction, variant, version): what greedy decoding counts."""
+    return (samples.sort_values("sample_index", kind="stable")
+            .drop_duplicates(["interaction_id", "variant", "model_version"])
+            .sort_index())
+
 
 def _rates(samples: pd.DataFrame) -> pd.DataFrame:
     from llmrca import stats
@@ -372,7 +382,9 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
         loaded models (objects with ``name``, ``fingerprint``, ``model``, ``tokenizer``).
     samples : int
         Samples per (interaction, variant, version). With ``temperature=0`` they are identical
-        and share one generation.
+        and share one generation, and statistics count each (interaction, variant, version)
+        once: ``n`` is the number of interactions, McNemar pairs are one per interaction
+        (``info["samples_collapsed"]`` is True when ``samples > 1`` were collapsed).
     temperature, top_p, max_new_tokens
         Decoding (see :class:`~llmrca.replay.decoding.Decoding`); 0 is greedy.
     seed : int
@@ -412,8 +424,6 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
     incident = replay_store.incident_record(store, incident_id)
     interactions = replay_store.incident_interactions(store, incident_id, interaction_ids)
     if interactions.empty:
-        from llmrca.errors import NotFoundError
-
         raise NotFoundError(f"incident '{incident_id}' has no interactions to replay")
     variant_list = _parse_variants(variants)
     models = _resolve_models(store, versions, device, dtype)
@@ -423,7 +433,7 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
     version_names = [str(m.name) for m in models]
     chunk = int(chunk_size or max(4 * batch_size, 1))
 
-    versions_info = [{"name": n, "fingerprint": _fingerprint(m), "engine": b.engine,
+    versions_info = [{"name": n, "fingerprint": model_fingerprint(m), "engine": b.engine,
                       "source": str(getattr(m, "source", ""))}
                      for n, m, b in zip(version_names, models, backends)]
     parameters = {"samples": int(samples), "decoding": decoding.to_dict(),
@@ -527,9 +537,13 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
     frame = frame[list(SAMPLE_COLUMNS)]
 
     variant_names = [v.name for v in variant_list]
-    rates = _rates(frame)
+    # Greedy decoding: the N samples of a prompt are one deterministic generation (one sample_id)
+    # N times over, not N independent draws. Each (interaction, variant, version) counts once, or
+    # one output would pass for N/N with a tight interval and a tiny p-value.
+    counted = _one_per_prompt(frame) if decoding.greedy else frame
+    rates = _rates(counted)
     comparisons = _comparisons(rates, version_names, variant_names)
-    perturbations = _perturbations(frame, version_names, variant_names)
+    perturbations = _perturbations(counted, version_names, variant_names)
 
     counts = {"planned": len(plan), "unique": len({p.sample_id for p in plan}),
               "cached": len({p.sample_id for p in plan} & existing), "generated": generated,
@@ -543,6 +557,8 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
             "counts": counts, "generation_seconds": elapsed,
             "samples_per_second": (generated / elapsed) if generated and elapsed > 0 else None,
             "batch_sizes": [b.batch_size for b in backends],
+            "samples_collapsed": bool(decoding.greedy and int(samples) > 1),
+            "samples_counted": 1 if decoding.greedy else int(samples),
             "reproduces": "combined judge label == 'unsafe'", **judge_info}
     return ReplayResult(run_id=run_id, incident_id=incident_id, samples=frame,
                         judgements=judgements, rates=rates, comparisons=comparisons,
@@ -562,8 +578,6 @@ def regenerate_sample(store, sample_id: str, *, model: Any = None, device: Any =
         The fresh sample and whether its tokens equal the stored ones.
     """
     import json
-
-    from llmrca.errors import NotFoundError
 
     frame = store.query("SELECT * FROM replay_samples WHERE sample_id = ?", [sample_id])
     if frame.empty:
@@ -587,9 +601,14 @@ def regenerate_sample(store, sample_id: str, *, model: Any = None, device: Any =
 
 # -- comparing versions -----------------------------------------------------------------------------
 
-def _score_interactions(store, incident_id, model, interactions, batch_size, counter):
-    """Teacher-forced scores of each interaction's logged output, through the score cache."""
-    from llmrca.replay.scoring import OutputScore, encode_output, engine_of, score_id, score_outputs
+def _score_interactions(store, incident_id, model, interactions, batch_size, counter,
+                        no_truncate=False):
+    """Teacher-forced scores of each interaction's logged output, through the score cache.
+
+    With ``no_truncate`` a prompt + output longer than the context window raises
+    :class:`~llmrca.replay.prompts.PromptTooLongError` instead of being truncated.
+    """
+    from llmrca.replay.scoring import OutputScore, encode_output, score_id, score_outputs
     from llmrca.store import replay as replay_store
 
     items = [{"interaction_id": r.interaction_id, "messages": r.messages,
@@ -604,16 +623,16 @@ def _score_interactions(store, incident_id, model, interactions, batch_size, cou
         out_ids = encode_output(model.tokenizer, item["output"])
         prompt = render_prompt(model.tokenizer, item["system_prompt"], item["messages"],
                                max_prompt_tokens=None if window is None else window - len(out_ids),
-                               interaction_id=item["interaction_id"], context=window,
-                               max_new_tokens=len(out_ids))
+                               no_truncate=no_truncate, interaction_id=item["interaction_id"],
+                               context=window, max_new_tokens=len(out_ids))
         keyed.append((item, prompt, score_id(model, prompt, out_ids, engine)))
     stored = replay_store.existing_scores(store, [k for _, _, k in keyed]).set_index("score_id")
     missing = [(item, key) for item, _, key in keyed if key not in stored.index]
     fresh = score_outputs(model, [item for item, _ in missing], batch_size=batch_size,
-                          counter=counter) if missing else []
+                          no_truncate=no_truncate, counter=counter) if missing else []
     replay_store.write_scores(store, [
         {"score_id": key, "incident_id": incident_id, "interaction_id": item["interaction_id"],
-         "model_version": s.model_version, "model_fingerprint": _fingerprint(model),
+         "model_version": s.model_version, "model_fingerprint": model_fingerprint(model),
          "engine": engine, "prompt_hash": s.prompt.prompt_id,
          "prompt_tokens": len(s.prompt.token_ids), "output": item["output"],
          "token_ids": list(s.token_ids), "token_logprobs": list(s.token_logprobs),
@@ -628,7 +647,7 @@ def _score_interactions(store, incident_id, model, interactions, batch_size, cou
             row = stored.loc[key]
             ids = tuple(int(t) for t in row["token_ids"])
             scores[item["interaction_id"]] = OutputScore(
-                model_version=str(model.name), model_fingerprint=_fingerprint(model),
+                model_version=str(model.name), model_fingerprint=model_fingerprint(model),
                 prompt=prompt, token_ids=ids,
                 tokens=tuple(model.tokenizer.decode([t]) for t in ids),
                 token_logprobs=tuple(float(x) for x in row["token_logprobs"]),
@@ -650,7 +669,9 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
 
     Runs :func:`replay_incident` (original prompts only; same parameters), then scores each
     interaction's logged output under each version by teacher forcing and finds where consecutive
-    versions first diverge on it. Returns a :class:`CompareResult`.
+    versions first diverge on it. ``no_truncate`` holds for both: a prompt that does not fit
+    with ``max_new_tokens`` (generation) or with the logged output (scoring) raises
+    :class:`~llmrca.replay.prompts.PromptTooLongError`. Returns a :class:`CompareResult`.
     """
     from llmrca.replay.scoring import first_divergence
     from llmrca.store import replay as replay_store
@@ -664,7 +685,8 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
     interactions = replay_store.incident_interactions(store, incident_id, interaction_ids)
     counter = [0]
     scores = {str(m.name): _score_interactions(store, incident_id, m, interactions, batch_size,
-                                               counter) for m in models}
+                                               counter, no_truncate=no_truncate)
+              for m in models}
     names = [str(m.name) for m in models]
     original = result.samples[result.samples["variant"] == "original"]
     rates = result.rates[(result.rates["variant"] == "original")]

@@ -11,14 +11,23 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from llmrca.replay.backends import causal_forward, left_pad, position_ids_for
+from llmrca.errors import InvalidArgumentError
+from llmrca.replay.backends import (
+    causal_forward,
+    engine_of,
+    left_pad,
+    model_fingerprint,
+    position_ids_for,
+)
 from llmrca.replay.decoding import content_hash
 from llmrca.replay.prompts import RenderedPrompt, context_window, render_prompt
 
 __all__ = [
     "Divergence",
     "OutputScore",
+    "engine_of",
     "first_divergence",
+    "score_id",
     "score_output",
     "score_outputs",
     "score_versions",
@@ -99,20 +108,17 @@ class Divergence:
 
 
 def _model_meta(loaded_model) -> tuple[str, str]:
-    return (str(getattr(loaded_model, "name", "model")),
-            str(getattr(loaded_model, "fingerprint", "")))
+    return (str(getattr(loaded_model, "name", "model")), model_fingerprint(loaded_model))
 
 
 def score_id(loaded_model, prompt: RenderedPrompt, token_ids: Sequence[int], engine: str) -> str:
-    """Content-addressed id of a score: model fingerprint, engine, prompt and output tokens."""
-    return content_hash({"model": _model_meta(loaded_model)[1], "engine": engine,
+    """Content-addressed id of a score: model fingerprint, engine, prompt and output tokens.
+
+    The model part is :func:`~llmrca.replay.backends.model_fingerprint`, as in sample keys, so
+    two versions without a fingerprint never share a score.
+    """
+    return content_hash({"model": model_fingerprint(loaded_model), "engine": engine,
                          "prompt": prompt.prompt_id, "output": list(token_ids)})
-
-
-def engine_of(loaded_model) -> str:
-    """``transformers:<device type>:<dtype>`` for a loaded model (part of the score key)."""
-    parameter = next(loaded_model.model.parameters())
-    return f"transformers:{parameter.device.type}:{str(parameter.dtype).replace('torch.', '')}"
 
 
 def encode_output(tokenizer, output_text: str, include_eos: bool = False) -> list[int]:
@@ -154,7 +160,8 @@ def score_outputs(loaded_model, items: Sequence[Mapping[str, Any]], *, batch_siz
     for item in items:
         output_ids = encode_output(tokenizer, item["output"], include_eos)
         if not output_ids:
-            raise ValueError(f"interaction {item.get('interaction_id')}: empty output to score")
+            raise InvalidArgumentError(
+                f"interaction {item.get('interaction_id')}: empty output to score")
         budget = None if window is None else window - len(output_ids)
         prompt = render_prompt(tokenizer, item.get("system_prompt"), item["messages"],
                                max_prompt_tokens=budget, no_truncate=no_truncate,
@@ -220,8 +227,8 @@ def first_divergence(scores_a: OutputScore, scores_b: OutputScore, *,
     Both scores must be of the same output tokens (same tokenizer).
     """
     if scores_a.token_ids != scores_b.token_ids:
-        raise ValueError("first_divergence needs scores of the same output tokens; the two "
-                         "versions tokenized the output differently")
+        raise InvalidArgumentError("first_divergence needs scores of the same output tokens; the "
+                                   "two versions tokenized the output differently")
     for i, token in enumerate(scores_a.token_ids):
         lp_a, lp_b = scores_a.token_logprobs[i], scores_b.token_logprobs[i]
         reason = None
