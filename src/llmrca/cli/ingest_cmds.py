@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from llmrca.cli.common import store_from
@@ -38,10 +37,7 @@ def cmd_ingest(args) -> int:
             report = ingest_bundle(store, path, format_name=args.format_name,
                                    skip_invalid=args.skip_invalid, progress=True)
         else:
-            if not args.incident and args.kind != "training":
-                print("llmrca ingest: error: a single file needs --incident ID", file=sys.stderr)
-                return 2
-            report = ingest_file(store, path, incident_id=args.incident or "", kind=args.kind,
+            report = ingest_file(store, path, incident_id=args.incident, kind=args.kind,
                                  format_name=args.format_name, model_version=args.model_version,
                                  skip_invalid=args.skip_invalid)
     print(report.summary())

@@ -253,15 +253,23 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
     return report
 
 
-def ingest_file(store: Store, path: str | Path, *, incident_id: str, kind: str = "interactions",
+def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = None,
+                kind: str = "interactions",
                 format_name: str | None = None, model_version: str | None = None,
                 skip_invalid: bool = False) -> IngestReport:
     """Ingest one file into an existing incident (or, for ``kind="training"``, a model version).
 
     Parameters
     ----------
+    incident_id : str, optional
+        The incident the file belongs to; required for every kind but ``training``.
     kind : {"interactions", "logs", "guardrail", "training"}
     """
+    if kind not in ("interactions", "logs", "guardrail", "training"):
+        raise InvalidArgumentError(f"unknown kind {kind!r}; valid: interactions, logs, guardrail, "
+                                   "training")
+    if kind != "training" and not incident_id:
+        raise InvalidArgumentError(f"a {kind} file needs the incident it belongs to (--incident)")
     file = Path(path)
     if not file.is_file():
         raise ValidationError(str(file), None, None, "an existing file")
@@ -282,13 +290,10 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str, kind: str =
             result = writes.ingest_log_file(store, file, incident_id=incident_id, stream=kind,
                                             run_id=run_id, personal_fields=personal,
                                             skip_invalid=skip_invalid)
-        elif kind == "training":
+        else:
             result = writes.ingest_training_file(store, file,
                                                  model_version=model_version or file.stem,
                                                  run_id=run_id, skip_invalid=skip_invalid)
-        else:
-            raise InvalidArgumentError(f"unknown kind {kind!r}; valid: interactions, logs, guardrail, "
-                             "training")
         writes.record_ingest_run(store, run_id, None if kind == "training" else incident_id,
                                  str(file), skip_invalid,
                                  {result.file: {"rows": result.rows, "inserted": result.inserted,
@@ -298,8 +303,7 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str, kind: str =
 
 def ingest_training_file(store: Store, path: str | Path, model_version: str) -> int:
     """Ingest one version's fine-tuning data (``training_data/<version>.jsonl``); rows added."""
-    report = ingest_file(store, path, incident_id="", kind="training",
-                         model_version=model_version)
+    report = ingest_file(store, path, kind="training", model_version=model_version)
     return report.inserted
 
 
