@@ -43,8 +43,9 @@ def test_ingest_list_show_and_exit_codes(db, capsys):
     assert main(["init"]) == 0
     assert main(["ingest", str(SAMPLES / "INC-0001")]) == 0
     out = capsys.readouterr().out
-    assert "interactions.jsonl: 6 rows, 6 new, 0 rejected" in out
-    assert "logs.jsonl: 3000 rows, 3000 new" in out
+    assert "interactions.jsonl [llmrca]: 6 read, 6 new, 0 merged, 0 unchanged, 0 rejected" in out
+    assert "logs.jsonl: 3000 read, 3000 new, 0 unchanged, 0 rejected" in out
+    assert "interactions: 6 offending, 0 context" in out
 
     assert main(["incidents", "list"]) == 0
     out = capsys.readouterr().out

@@ -7,10 +7,9 @@ Ids are content hashes, so ingesting the same bundle twice adds nothing.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +23,12 @@ from llmrca.ingest.documents import (
     parse_incident,
     parse_models,
 )
-from llmrca.ingest.formats import read_interactions
-from llmrca.ingest.records import InteractionRecord
+from llmrca.ingest.formats import detect_format, read_interactions
+from llmrca.ingest.merge import write_interactions
+from llmrca.ingest.records import InteractionRecord, Skipped
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
+from llmrca.store import interactions as interactions_table
 
 INCIDENT_FILES = ("incident.yaml", "incident.yml", "incident.json")
 LOG_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -43,6 +44,7 @@ class IngestReport:
     incident_action: str | None
     files: tuple[writes.FileIngestResult, ...] = field(default_factory=tuple)
     models: tuple[str, ...] = ()
+    roles: dict[str, int] = field(default_factory=dict)
 
     @property
     def inserted(self) -> int:
@@ -53,10 +55,26 @@ class IngestReport:
         return sum(f.rejected for f in self.files)
 
     def summary(self) -> str:
+        """What was read, stored, merged, left unchanged, skipped and rejected, per file."""
         lines = [(f"run {self.run_id[:12]}: incident {self.incident_id} "
-                  f"({self.incident_action or 'not changed'})")]
+                  f"({self.incident_action or 'unchanged'})")]
         for f in self.files:
-            lines.append(f"  {f.file}: {f.rows} rows, {f.inserted} new, {f.rejected} rejected")
+            name = f"{f.file} [{f.format}]" if f.format else f.file
+            unchanged = f.unchanged if f.format else f.rows - f.inserted - f.rejected
+            merged = f", {f.merged} merged" if f.format else ""
+            lines.append(f"  {name}: {f.rows} read, {f.inserted} new{merged}, "
+                         f"{unchanged} unchanged, {f.rejected} rejected")
+            if f.skipped:
+                lines.append("    skipped: " + ", ".join(f"{n} {reason}"
+                                                          for reason, n in f.skipped))
+            if f.conflicts:
+                lines.append(f"    {f.conflicts} field(s) on which sources disagree: the stored "
+                             "value kept, both in interactions.conflicts")
+            for hint in f.hints:
+                lines.append(f"    note: {hint}")
+        if self.roles:
+            lines.append("  interactions: " + ", ".join(f"{n} {role}"
+                                                        for role, n in self.roles.items()))
         if self.models:
             lines.append("  model versions: " + ", ".join(self.models))
         return "\n".join(lines)
@@ -92,81 +110,45 @@ def find_bundle_files(folder: Path) -> dict[str, Any]:
     return found
 
 
-def _hash(salt: str, value: str | None) -> str | None:
-    # Same construction as the SQL side: sha256(salt || value), hex.
-    if value is None:
-        return None
-    return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
-
-
-def scrub_personal(value: Any, salt: str, personal: frozenset[str]) -> Any:
-    """``value`` with every personal key, at any depth, replaced by its salted hash."""
-    if isinstance(value, dict):
-        return {key: (_hash(salt, item if isinstance(item, str) else json.dumps(item, default=str))
-                      if key in personal and item is not None
-                      else scrub_personal(item, salt, personal))
-                for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub_personal(item, salt, personal) for item in value]
-    return value
-
-
-def interaction_rows(records: Iterable[InteractionRecord], incident_id: str, salt: str,
-                     personal_fields: Sequence[str]) -> pd.DataFrame:
-    """Interaction records as rows of the ``interactions`` table (ids hashed, ids content-based).
-
-    ``user_id``, ``session_id`` and every field in ``personal_fields`` are hashed wherever they
-    occur in the metadata and guardrail objects, nested ones included.
-    """
-    personal = frozenset([*writes.ALWAYS_PERSONAL, *personal_fields])
-    rows = []
-    for rec in records:
-        metadata = scrub_personal(dict(rec.metadata), salt, personal)
-        guardrail = scrub_personal(rec.guardrail, salt, personal)
-        rows.append({
-            "interaction_id": writes.sha256_text(incident_id, rec.identity()),
-            "incident_id": incident_id,
-            "source_format": rec.source_format,
-            "source_file": rec.source_file,
-            "source_line": rec.source_line,
-            "session_hash": _hash(salt, rec.session_id),
-            "user_hash": _hash(salt, rec.user_id),
-            "ts": rec.timestamp,
-            "model_version": rec.model_version,
-            "system_prompt": rec.system_prompt,
-            "messages": json.dumps(rec.messages, ensure_ascii=False),
-            "output": rec.output,
-            "guardrail": json.dumps(guardrail) if guardrail is not None else None,
-            "metadata": json.dumps(metadata, ensure_ascii=False, default=str),
-        })
-    frame = pd.DataFrame(rows, columns=[
-        "interaction_id", "incident_id", "source_format", "source_file", "source_line",
-        "session_hash", "user_hash", "ts", "model_version", "system_prompt", "messages", "output",
-        "guardrail", "metadata"])
-    frame["ts"] = pd.to_datetime(frame["ts"])
-    frame["source_line"] = frame["source_line"].astype("Int64")
-    return frame.drop_duplicates("interaction_id")
+def _count_records(path: Path) -> int:
+    """JSON records in a file: non-blank lines of JSONL, 1 for a ``.json`` document."""
+    if path.suffix == ".json":
+        return 1
+    with path.open("rb") as handle:
+        return sum(1 for line in handle if line.strip())
 
 
 def _ingest_interactions(store: Store, path: Path, incident_id: str, format_name: str | None,
                          personal_fields: Sequence[str], skip_invalid: bool, run_id: str
                          ) -> writes.FileIngestResult:
-    records, errors = [], []
-    for item in read_interactions(path, format_name):
+    try:
+        detected: str | None = format_name or detect_format(path)
+    except ValidationError:
+        detected = None     # read_interactions yields the detection error
+    records: list[InteractionRecord] = []
+    errors: list[ValidationError] = []
+    skipped: dict[str, int] = {}
+    hints: dict[str, None] = {}
+    for item in read_interactions(path, detected):
         if isinstance(item, ValidationError):
             if not skip_invalid:
                 raise item
             errors.append(item)
+        elif isinstance(item, Skipped):
+            skipped[item.reason] = skipped.get(item.reason, 0) + item.count
+            if item.hint:
+                hints[item.hint] = None
         else:
             records.append(item)
-    rows = interaction_rows(records, incident_id, store.salt, personal_fields)
-    inserted = writes.insert_interactions(store, rows)
+    merged = write_interactions(store, records, incident_id, personal_fields)
     writes.insert_rejects(store, pd.DataFrame(
         [{"run_id": run_id, "incident_id": incident_id, "file": e.file, "line": e.line,
           "field": e.field, "reason": e.expected, "raw": None} for e in errors],
         columns=["run_id", "incident_id", "file", "line", "field", "reason", "raw"]))
-    lines = {r.source_line for r in records} | {e.line for e in errors}
-    return writes.FileIngestResult(str(path), len(lines), inserted, len(errors))
+    return writes.FileIngestResult(
+        str(path), _count_records(path), merged.inserted, len(errors), format=detected,
+        merged=merged.merged, unchanged=merged.unchanged, conflicts=merged.conflicts,
+        skipped=tuple(sorted(skipped.items())), hints=tuple(hints))
 
 
 def _register_models(store: Store, path: Path, entries: list[ModelVersionEntry]) -> list[str]:
@@ -227,6 +209,8 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
     bar = _progress(len(steps) + 1, progress, f"ingest {incident_id}")
     with store.transaction():
         action = writes.upsert_incident(store, incident.record)
+        if incident.offending is not None:
+            interactions_table.set_offending_selection(store, incident_id, incident.offending)
         bar.update(1)
         for role, file in steps:
             bar.set_postfix_str(file.name)
@@ -245,10 +229,11 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
                     store, file, model_version=file.stem, run_id=run_id,
                     skip_invalid=skip_invalid))
             bar.update(1)
-        report = IngestReport(run_id, incident_id, action, tuple(results), tuple(models))
+        roles = (interactions_table.role_counts(store, incident_id) if files["interactions"]
+                 else {})
+        report = IngestReport(run_id, incident_id, action, tuple(results), tuple(models), roles)
         writes.record_ingest_run(store, run_id, incident_id, str(folder), skip_invalid,
-                                 {f.file: {"rows": f.rows, "inserted": f.inserted,
-                                           "rejected": f.rejected} for f in results})
+                                 {f.file: _counts(f) for f in results})
     bar.close()
     return report
 
@@ -280,8 +265,10 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
                 "SELECT personal_fields FROM incidents WHERE incident_id = ?", [incident_id]
             ).fetchall()
             if not found:
-                raise NotFoundError(f"incident '{incident_id}' is not in the store; ingest its "
-                                    f"bundle (with incident.yaml) first")
+                raise NotFoundError(
+                    f"incident '{incident_id}' is not in the store; create it with `llmrca "
+                    f"incidents create {incident_id} --title ... --category ...` (or ingest its "
+                    "bundle, with incident.yaml) first")
             personal = json.loads(found[0][0] or "[]")
         if kind == "interactions":
             result = _ingest_interactions(store, file, incident_id, format_name, personal,
@@ -295,10 +282,20 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
                                                  model_version=model_version or file.stem,
                                                  run_id=run_id, skip_invalid=skip_invalid)
         writes.record_ingest_run(store, run_id, None if kind == "training" else incident_id,
-                                 str(file), skip_invalid,
-                                 {result.file: {"rows": result.rows, "inserted": result.inserted,
-                                                "rejected": result.rejected}})
-    return IngestReport(run_id, None if kind == "training" else incident_id, None, (result,))
+                                 str(file), skip_invalid, {result.file: _counts(result)})
+        roles = (interactions_table.role_counts(store, incident_id)
+                 if kind == "interactions" and incident_id else {})
+    return IngestReport(run_id, None if kind == "training" else incident_id, None, (result,),
+                        roles=roles)
+
+
+def _counts(result: writes.FileIngestResult) -> dict[str, Any]:
+    counts: dict[str, Any] = {"rows": result.rows, "inserted": result.inserted,
+                              "rejected": result.rejected}
+    if result.format:
+        counts.update(format=result.format, merged=result.merged, unchanged=result.unchanged,
+                      conflicts=result.conflicts, skipped=dict(result.skipped))
+    return counts
 
 
 def ingest_training_file(store: Store, path: str | Path, model_version: str) -> int:

@@ -103,6 +103,7 @@ class IncidentDocument:
     interactions_format: str | None = None
     personal_fields: tuple[str, ...] = ()
     source: str = ""
+    offending: dict[str, Any] | None = None
 
 
 def parse_incident(path: Path) -> IncidentDocument:
@@ -123,7 +124,7 @@ def parse_incident(path: Path) -> IncidentDocument:
                                                        name)
     known = {"id", "title", "detected_at", "detection_source", "category", "severity", "status",
              "summary", "deployed_model_version", "personal_fields", "interactions_format",
-             "metadata"}
+             "metadata", "offending"}
     unknown = sorted(set(doc) - known)
     if unknown:
         raise check.where(unknown[0]).error(
@@ -143,7 +144,41 @@ def parse_incident(path: Path) -> IncidentDocument:
     }
     return IncidentDocument(record=record,
                             interactions_format=check.get("interactions_format", str),
-                            personal_fields=tuple(personal), source=str(path))
+                            personal_fields=tuple(personal), source=str(path),
+                            offending=_offending(check))
+
+
+def _offending(check: _FieldChecker) -> dict[str, Any] | None:
+    """``offending:``: ``all``, a list of ids, or a mapping of selection filters."""
+    from llmrca.store.interactions import SELECTION_FILTERS
+
+    value = check.obj.get("offending")
+    if value is None:
+        return None
+    if value == "all":
+        return {"all": True}
+    if isinstance(value, list):
+        value = {"ids": value}
+    if not isinstance(value, dict) or not value:
+        raise check.where("offending").error(
+            "offending", "'all', a list of interaction ids, or a mapping of filters ("
+            + ", ".join(SELECTION_FILTERS) + ")", value)
+    for key, item in value.items():
+        if key not in SELECTION_FILTERS:
+            raise check.where("offending").error(
+                f"offending.{key}", "one of " + ", ".join(SELECTION_FILTERS), key)
+        if key == "flagged" and not isinstance(item, bool):
+            raise check.where("offending").error(f"offending.{key}", "true or false", item)
+        if key in ("ids", "guardrail", "model_version", "conversation", "text") and not all(
+                isinstance(v, (str, int)) and not isinstance(v, bool)
+                for v in (item if isinstance(item, list) else [item])):
+            raise check.where("offending").error(f"offending.{key}",
+                                                 "a string or a list of strings", item)
+        if key == "where" and not isinstance(item, str):
+            raise check.where("offending").error("offending.where", "a SQL expression", item)
+    return {key: ([str(v) for v in item] if isinstance(item, list)
+                  else str(item) if isinstance(item, int) and not isinstance(item, bool) else item)
+            for key, item in value.items()}
 
 
 @dataclass(frozen=True)

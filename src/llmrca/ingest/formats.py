@@ -2,20 +2,29 @@
 
 An adapter is a subclass of :class:`InteractionFormat` with two hooks: ``sniff`` (does this parsed
 JSON record look like my format?) and ``parse`` (turn one record into zero or more
-:class:`InteractionRecord`, raising :class:`~llmrca.errors.ValidationError` through ``where``).
-The reader does the rest: JSONL or JSON documents, line numbers, malformed JSON, auto-detection.
+:class:`InteractionRecord`, and :class:`Skipped` for what it read and left out, raising
+:class:`~llmrca.errors.ValidationError` through ``where``). A format whose records refer to each
+other across lines (spans whose conversation id sits on an ancestor in another export line)
+overrides ``parse_file`` instead, which sees the whole file. The reader does the rest: JSONL or
+JSON documents, line numbers, malformed JSON, auto-detection.
 """
 
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from llmrca.errors import ValidationError
-from llmrca.ingest.records import InteractionRecord, Where, split_system
+from llmrca.ingest.records import (
+    INTERACTION_ROLES,
+    InteractionRecord,
+    Skipped,
+    Where,
+    split_system,
+)
 from llmrca.registry import Registry
 
 
@@ -30,8 +39,24 @@ class InteractionFormat(ABC):
         """True when a parsed record is unambiguously of this format."""
 
     @abstractmethod
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
-        """The interactions in one record (empty for records the format skips)."""
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
+        """The interactions in one record, and a :class:`Skipped` for each part left out."""
+
+    def parse_file(self, path: Path, records: Iterable[tuple[int, Any]]
+                   ) -> Iterator[InteractionRecord | Skipped | ValidationError]:
+        """Everything in one file: by default :meth:`parse` of each record in turn.
+
+        ``records`` yields ``(line, parsed JSON)``, or ``(line, ValidationError)`` for a line that
+        is not JSON; errors are yielded, not raised, so ``--skip-invalid`` can go on.
+        """
+        for line, record in records:
+            if isinstance(record, ValidationError):
+                yield record
+                continue
+            try:
+                yield from self.parse(record, Where(str(path), line))
+            except ValidationError as exc:
+                yield exc
 
 
 FORMATS: Registry[InteractionFormat] = Registry("input format")
@@ -86,8 +111,9 @@ def detect_format(path: Path) -> str:
 
 
 def read_interactions(path: Path, format_name: str | None = None
-                      ) -> Iterator[InteractionRecord | ValidationError]:
-    """Parse a file of interactions; yields records, or the error of each bad record, in order.
+                      ) -> Iterator[InteractionRecord | Skipped | ValidationError]:
+    """Parse a file of interactions; yields records, what was skipped, and the error of each bad
+    record, in order.
 
     The caller decides whether an error aborts the run or becomes a reject. When no format can
     be detected the file's one error is yielded and nothing else.
@@ -98,14 +124,7 @@ def read_interactions(path: Path, format_name: str | None = None
     except ValidationError as exc:
         yield exc
         return
-    for line, record in iter_json_records(path):
-        if isinstance(record, ValidationError):
-            yield record
-            continue
-        try:
-            yield from adapter.parse(record, Where(str(path), line))
-        except ValidationError as exc:
-            yield exc
+    yield from adapter.parse_file(path, iter_json_records(path))
 
 
 @register_format
@@ -120,7 +139,7 @@ class NativeFormat(InteractionFormat):
                 and ("output" in record or "model_version" in record)
                 and "choices" not in record and "request" not in record)
 
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
         if not isinstance(record, dict):
             raise where.error(None, "a JSON object", record)
         messages = where.messages(record.get("messages"))
@@ -145,9 +164,31 @@ class NativeFormat(InteractionFormat):
             source_id=_as_id(where, record, "interaction_id"),
             guardrail=guardrail,
             metadata=where.get(record, "metadata", dict, default={}),
+            response_id=_as_id(where, record, "response_id"),
+            trace_id=_as_id(where, record, "trace_id"),
+            span_id=_as_id(where, record, "span_id"),
+            parent_span_id=_as_id(where, record, "parent_span_id"),
+            role=_role(where, record),
+            flags=guardrail_flags(guardrail),
+            tools=where.get(record, "tools", list),
         )]
 
 
 def _as_id(where: Where, record: dict, key: str) -> str | None:
     value = where.get(record, key, (str, int))
     return None if value is None else str(value)
+
+
+def _role(where: Where, record: dict) -> str | None:
+    role = where.get(record, "role", str)
+    if role is not None and role not in INTERACTION_ROLES:
+        raise where.error("role", "one of " + ", ".join(INTERACTION_ROLES), role)
+    return role
+
+
+def guardrail_flags(guardrail: dict[str, Any] | None) -> dict[str, str]:
+    """``{"guardrail": decision}`` when a guardrail blocked, flagged or redacted the call."""
+    decision = (guardrail or {}).get("decision")
+    if isinstance(decision, str) and decision.lower() in ("block", "flag", "redact"):
+        return {"guardrail": decision.lower()}
+    return {}

@@ -13,15 +13,32 @@ from llmrca.errors import ValidationError
 ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
+#: Roles an interaction can have in its incident: ``offending`` (the calls that are the
+#: incident: replay, attribution and hypotheses use them by default) or ``context`` (the traffic
+#: around them: the benign regression set and the base of triage's scope).
+INTERACTION_ROLES = ("offending", "context")
+
+
 @dataclass(frozen=True)
 class InteractionRecord:
-    """One offending conversation, whatever format it came in.
+    """One LLM call (an interaction), whatever format it came in.
 
     ``messages`` is in OpenAI chat shape: a list of ``{"role", "content"}`` dicts, assistant
     messages may carry ``tool_calls`` and tool messages ``tool_call_id``. The system prompt is kept
     apart from ``messages`` (``system_prompt``) so replay can drop or swap it. ``output`` is the
-    model's answer that the incident is about. ``session_id`` and ``user_id`` are in the clear
-    here; the store hashes them with its salt and never keeps them as they are.
+    model's answer. ``session_id`` and ``user_id`` are in the clear here; the store hashes them
+    with its salt and never keeps them as they are.
+
+    One call is one interaction however many sources report it (spans, log events, the
+    provider's request log). :meth:`keys` says how a call is recognised across sources: the
+    provider's ``response_id`` when there is one, else ``(trace_id, span_id)``.
+
+    ``role`` is set only when the source says it (llmrca's own format); otherwise the incident's
+    selection or the ``flags`` decide (see :mod:`llmrca.ingest.roles`). ``flags`` are signals that
+    the call was the problem (a guardrail block, a provider content filter, a red-team detector
+    hit), as ``{"name": reason}``. ``tools`` are the tool definitions offered to the model;
+    ``context`` holds what happened around the call and is not part of the conversation: tool
+    executions, guardrail checks (a list of objects with a ``kind``).
     """
 
     source_format: str
@@ -37,9 +54,27 @@ class InteractionRecord:
     source_id: str | None = None
     guardrail: dict[str, Any] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    response_id: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_span_id: str | None = None
+    role: str | None = None
+    flags: dict[str, str] = field(default_factory=dict)
+    tools: list[dict[str, Any]] | None = None
+    context: list[dict[str, Any]] = field(default_factory=list)
+
+    def keys(self) -> list[str]:
+        """The keys under which another source may report the same call, strongest first."""
+        keys = []
+        if self.response_id:
+            keys.append(f"response:{self.response_id}")
+        if self.trace_id and self.span_id:
+            keys.append(f"span:{self.trace_id}:{self.span_id}")
+        return keys
 
     def identity(self) -> str:
-        """What makes two records the same interaction: the source's own id if it has one."""
+        """What makes two records the same interaction when no cross-source key applies: the
+        source's own id if it has one, else the content."""
         if self.source_id:
             return f"{self.source_format}:{self.source_id}"
         return json.dumps({"messages": self.messages, "system": self.system_prompt,
@@ -47,6 +82,20 @@ class InteractionRecord:
                            "ts": self.timestamp.isoformat() if self.timestamp else None,
                            "session": self.session_id, "user": self.user_id},
                           sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Records an adapter read and deliberately did not turn into interactions, with the reason.
+
+    Adapters yield these beside their records so the ingest summary can say what happened to
+    every line ("non-chat spans", "status-1 garak attempts", "content not captured").
+    ``hint`` is shown once under the summary when set (e.g. how to turn content capture on).
+    """
+
+    reason: str
+    count: int = 1
+    hint: str | None = None
 
 
 class Where:

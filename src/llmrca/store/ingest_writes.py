@@ -100,12 +100,23 @@ def _scrub_patch(personal: Sequence[str], known: Sequence[str]) -> str:
 
 @dataclass(frozen=True)
 class FileIngestResult:
-    """What one file contributed: rows seen, rows new to the store, rows rejected."""
+    """What one file contributed: rows (lines) read, rows new to the store, rows rejected.
+
+    Interaction files say more: the format read, records that merged into an interaction another
+    source (or line) already gave, interactions found unchanged, fields on which sources
+    disagreed, and what was skipped by reason, with hints (e.g. how to capture content).
+    """
 
     file: str
     rows: int
     inserted: int
     rejected: int
+    format: str | None = None
+    merged: int = 0
+    unchanged: int = 0
+    conflicts: int = 0
+    skipped: tuple[tuple[str, int], ...] = ()
+    hints: tuple[str, ...] = ()
 
 
 def _named(sql: str, params: dict[str, Any]) -> dict[str, Any]:

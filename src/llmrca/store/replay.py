@@ -69,13 +69,25 @@ def incident_record(store: Store, incident_id: str) -> dict[str, Any]:
 
 
 def incident_interactions(store: Store, incident_id: str,
-                          interaction_ids: Sequence[str] | None = None) -> pd.DataFrame:
+                          interaction_ids: Sequence[str] | None = None,
+                          role: str | None = "offending") -> pd.DataFrame:
     """The incident's interactions (``interaction_id, system_prompt, messages, output,
-    model_version``), ``messages`` parsed, ordered by time then id."""
+    model_version``), ``messages`` parsed, ordered by time then id.
+
+    By default the offending ones (the incident itself); ``role=None`` gives all, and explicit
+    ``interaction_ids`` are taken whatever their role.
+    """
     frame = store.query(
-        "SELECT interaction_id, system_prompt, messages, output, model_version, ts "
+        "SELECT interaction_id, system_prompt, messages, output, model_version, ts, role "
         "FROM interactions WHERE incident_id = ? ORDER BY ts NULLS LAST, interaction_id",
         [incident_id])
+    if interaction_ids is None and role is not None:
+        frame = frame[frame["role"] == role]
+        if frame.empty:
+            raise NotFoundError(
+                f"incident '{incident_id}' has no {role} interactions; mark the calls that are "
+                f"the incident with `llmrca incidents focus {incident_id} ...` (or `offending:` "
+                "in incident.yaml)")
     if interaction_ids is not None:
         wanted = list(interaction_ids)
         missing = sorted(set(wanted) - set(frame["interaction_id"]))

@@ -190,6 +190,33 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             details JSON,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (4, "one call one interaction: provider and trace ids, role, sources, merge conflicts", [
+        # How another source recognises the same call: the provider's response id, else the
+        # OTel (trace id, span id). parent_span_id keeps the span tree for later reading.
+        "ALTER TABLE interactions ADD COLUMN response_id VARCHAR",
+        "ALTER TABLE interactions ADD COLUMN trace_id VARCHAR",
+        "ALTER TABLE interactions ADD COLUMN span_id VARCHAR",
+        "ALTER TABLE interactions ADD COLUMN parent_span_id VARCHAR",
+        # offending (the incident) or context (traffic around it). Interactions of stores made
+        # before this migration were all the incident's own conversations.
+        "ALTER TABLE interactions ADD COLUMN role VARCHAR DEFAULT 'offending'",
+        "UPDATE interactions SET role = 'offending'",
+        # Why a source marked the call (guardrail block, content filter, detector hit).
+        "ALTER TABLE interactions ADD COLUMN flags JSON",
+        # Tool definitions offered to the model, and what happened around the call (tool
+        # executions, guardrail checks).
+        "ALTER TABLE interactions ADD COLUMN tools JSON",
+        "ALTER TABLE interactions ADD COLUMN context JSON",
+        # Every source that reported the call ({format, file, line}), and the fields on which
+        # a later source disagreed with what was stored ({field, stored, other, source}).
+        "ALTER TABLE interactions ADD COLUMN sources JSON",
+        "ALTER TABLE interactions ADD COLUMN conflicts JSON",
+        """UPDATE interactions SET sources = json_array(json_object(
+            'format', source_format, 'file', source_file, 'line', source_line))""",
+        # Which interactions are the incident: a selection (ids or filters) from incident.yaml
+        # or `llmrca incidents focus`, applied again to interactions ingested later.
+        "ALTER TABLE incidents ADD COLUMN offending_selection JSON",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
