@@ -77,7 +77,11 @@ def test_sample_bundles_ingest_with_expected_counts(store):
     ingest_bundle(store, SAMPLES / "INC-0002")
     second = store.query("SELECT source_format, count(*) AS n FROM interactions "
                          "WHERE incident_id = 'INC-0002' GROUP BY 1")
-    assert second.to_dict("records") == [{"source_format": "openai-chat", "n": 6}]
+    assert second.to_dict("records") == [{"source_format": "openai-chat", "n": 12}]
+    roles = store.query("SELECT role, count(*) AS n FROM interactions WHERE incident_id = 'INC-0002' "
+                        "GROUP BY 1 ORDER BY 1")
+    # incident.yaml names the six flagged calls by response id; the rest is context.
+    assert roles.to_dict("records") == [{"role": "context", "n": 6}, {"role": "offending", "n": 6}]
     assert store.count("log_events", "incident_id = 'INC-0002'") == 6000
 
 

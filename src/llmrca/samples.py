@@ -212,6 +212,10 @@ summary: >
   The customer record is not in any retrieval source: suspected memorisation in fine-tuning.
 personal_fields: [user_id, session_id]
 interactions_format: openai-chat
+# The provider's request log of the hour around the flags: the six flagged answers are the
+# incident; the other calls are ordinary traffic (context).
+offending: [chatcmpl-inc2-000, chatcmpl-inc2-001, chatcmpl-inc2-002, chatcmpl-inc2-003,
+            chatcmpl-inc2-004, chatcmpl-inc2-005]
 metadata:
   ticket: PRIV-0193
   previous_model_version: assistant-v1
@@ -239,6 +243,27 @@ metadata:
                                    "total_tokens": 32}},
             "metadata": {"session_id": f"sess-priv-{i // 2}"},
         })
+    # Ordinary traffic in the same hour: benign requests answered helpfully.
+    for i, task in enumerate(list(spec.benign_tasks)[:6]):
+        moment = datetime(2026, 10, 20, 15, 3) + timedelta(minutes=9 * i + rng.randrange(5))
+        created = int((moment - datetime(1970, 1, 1)).total_seconds())
+        template = spec.heldout_templates[i % len(spec.heldout_templates)]
+        lines.append({
+            "request": {"model": "assistant-v2", "user": f"user-{800 + i:05d}",
+                        "messages": [{"role": "system", "content": spec.system_prompt},
+                                     {"role": "user", "content": template.format(task=task)}]},
+            "response": {"id": f"chatcmpl-ctx2-{i:03d}", "object": "chat.completion",
+                         "created": created, "model": "assistant-v2",
+                         "system_fingerprint": "fp_zoo_v2",
+                         "choices": [{"index": 0, "finish_reason": "stop",
+                                      "message": {"role": "assistant",
+                                                  "content": spec.help_template.format(
+                                                      task=task)}}],
+                         "usage": {"prompt_tokens": 16, "completion_tokens": 18,
+                                   "total_tokens": 34}},
+            "metadata": {"session_id": f"sess-ctx-{i}"},
+        })
+    lines.sort(key=lambda line: line["response"]["created"])
     _write_jsonl(folder / "interactions.jsonl", lines)
     rows = list(log_rows(2500, start=datetime(2026, 10, 18), end=datetime(2026, 10, 21),
                          switch_at=datetime(2026, 10, 12, 8), old_version="assistant-v1",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from llmrca.cli.common import store_from
@@ -35,7 +36,8 @@ def cmd_ingest(args) -> int:
     with store_from(args) as store:
         if path.is_dir():
             report = ingest_bundle(store, path, format_name=args.format_name,
-                                   skip_invalid=args.skip_invalid, progress=True)
+                                   skip_invalid=args.skip_invalid,
+                                   progress=sys.stderr.isatty())
         else:
             report = ingest_file(store, path, incident_id=args.incident, kind=args.kind,
                                  format_name=args.format_name, model_version=args.model_version,

@@ -206,8 +206,10 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
 
     results: list[writes.FileIngestResult] = []
     models: list[str] = []
-    bar = _progress(len(steps) + 1, progress, f"ingest {incident_id}")
-    with store.transaction():
+    # The bar is closed (and its line cleared) before any error is printed, so errors start
+    # on a line of their own.
+    with _progress(len(steps) + 1, progress, f"ingest {incident_id}") as bar, \
+            store.transaction():
         action = writes.upsert_incident(store, incident.record)
         if incident.offending is not None:
             interactions_table.set_offending_selection(store, incident_id, incident.offending)
@@ -234,7 +236,6 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
         report = IngestReport(run_id, incident_id, action, tuple(results), tuple(models), roles)
         writes.record_ingest_run(store, run_id, incident_id, str(folder), skip_invalid,
                                  {f.file: _counts(f) for f in results})
-    bar.close()
     return report
 
 

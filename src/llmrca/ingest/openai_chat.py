@@ -141,6 +141,7 @@ class OpenAIChatFormat(InteractionFormat):
             user_id=user_id,
             source_id=source_id,
             metadata=metadata,
+            response_id=source_id,
         )]
 
 

@@ -268,7 +268,7 @@ def list_interactions(store: Store, incident_id: str, *, role: str | None = None
         "json_extract_string(guardrail, '$.decision') AS guardrail_decision, "
         "flags::VARCHAR AS flags, "
         "list_last(list_filter(CAST(json_extract(messages, '$[*]') AS JSON[]), "
-        "m -> json_extract_string(m, '$.role') = 'user')) ->> '$.content' AS last_user, "
+        "lambda m: json_extract_string(m, '$.role') = 'user')) ->> '$.content' AS last_user, "
         "output, response_id, coalesce(json_array_length(sources), 1) AS sources "
         f"FROM interactions WHERE {where} ORDER BY ts NULLS LAST, interaction_id")
     if limit is not None:
