@@ -168,11 +168,16 @@ def _checked_expression(expression: str) -> str:
     return expression
 
 
+#: One incident's interactions, the only rows a user's filter is evaluated over.
+_SCOPED = "SELECT * FROM interactions WHERE incident_id = ?"
+
+
 def select(store: Store, incident_id: str, selection: dict[str, Any],
            among: Iterable[str] | None = None) -> list[str]:
     """Interaction ids of ``incident_id`` that the selection matches (optionally among some)."""
     where, params = selection_sql(selection, store.salt)
-    sql = f"SELECT interaction_id FROM interactions WHERE incident_id = ? AND ({where})"
+    # The filter sees only this incident's rows, however its parentheses are written.
+    sql = (f"SELECT interaction_id FROM ({_SCOPED}) AS interactions WHERE ({where})")
     args: list[Any] = [incident_id, *params]
     if among is not None:
         sql += " AND list_contains(?, interaction_id)"
@@ -255,7 +260,7 @@ def list_interactions(store: Store, incident_id: str, *, role: str | None = None
 
     ``last_user`` is the last user message; ``sources`` how many sources reported the call.
     """
-    where, params = "incident_id = ?", [incident_id]
+    where, params = "true", [incident_id]
     if role is not None:
         where += " AND role = ?"
         params.append(role)
@@ -270,7 +275,7 @@ def list_interactions(store: Store, incident_id: str, *, role: str | None = None
         "list_last(list_filter(CAST(json_extract(messages, '$[*]') AS JSON[]), "
         "lambda m: json_extract_string(m, '$.role') = 'user')) ->> '$.content' AS last_user, "
         "output, response_id, coalesce(json_array_length(sources), 1) AS sources "
-        f"FROM interactions WHERE {where} ORDER BY ts NULLS LAST, interaction_id")
+        f"FROM ({_SCOPED}) AS interactions WHERE {where} ORDER BY ts NULLS LAST, interaction_id")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     try:
