@@ -62,12 +62,20 @@ def cmd_demo(args) -> int:
     _run(args, ["zoo", "build", *(["--test"] if args.quick else [])])
     _run(args, ["models", "list"])
 
-    _step("2. Ingest the sample incidents: records, offending interactions, logs, guardrail logs")
+    _step("2. Ingest the sample incidents: records, interactions (offending and context), logs, "
+          "guardrail logs; see which calls are the incident")
     for bundle in bundles:
         _run(args, ["ingest", str(bundle)])
     _run(args, ["incidents", "list"])
     for bundle in bundles:
         _run(args, ["incidents", "show", bundle.name])
+    if (data / "INC-0002").is_dir():
+        # A provider's request log is mostly ordinary traffic: which calls are the incident?
+        _run(args, ["interactions", "list", "INC-0002"])
+        _run(args, ["incidents", "focus", "INC-0002", "--judge", "rules:privacy", "--label",
+                    "unsafe", "--dry-run"])
+        _run(args, ["interactions", "list", "INC-0002", "--role", "offending", "--limit", "3"])
+        _run(args, ["interactions", "show", "chatcmpl-inc2-000"])
 
     _step("3. INC-0001, role-play jailbreak: does it reproduce, on which version, and does it "
           "depend on the prefix?")

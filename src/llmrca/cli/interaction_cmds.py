@@ -47,7 +47,9 @@ def cmd_list(args) -> int:
         shown = frame.assign(
             interaction_id=frame["interaction_id"].str[:12],
             session_hash=frame["session_hash"].str[:8],
-            last_user=frame["last_user"].map(_short), output=frame["output"].map(_short))
+            last_user=frame["last_user"].map(_short), output=frame["output"].map(_short),
+            guardrail_decision=frame["guardrail_decision"].fillna(""),
+            flags=frame["flags"].fillna("").replace("{}", ""))
         print_table(shown.drop(columns=["response_id"]), max_colwidth=48)
     return 0
 
