@@ -579,10 +579,9 @@ def regenerate_sample(store, sample_id: str, *, model: Any = None, device: Any =
     """
     import json
 
-    frame = store.query("SELECT * FROM replay_samples WHERE sample_id = ?", [sample_id])
-    if frame.empty:
-        raise NotFoundError(f"replay sample '{sample_id}' is not in the store")
-    row = frame.iloc[0]
+    from llmrca.store import replay as replay_store
+
+    row = replay_store.sample_record(store, sample_id)
     loaded = model if model is not None else _resolve_models(
         store, [row["model_version"]], device, dtype)[0]
     decoding_key = json.loads(row["decoding"])

@@ -65,3 +65,14 @@ def model_versions_frame(store: Store):
     """Every registered version as a DataFrame with :data:`COLUMNS`, oldest registration first."""
     return store.query(f"SELECT {', '.join(COLUMNS)} FROM model_versions "
                        "ORDER BY created_at, name")
+
+
+def training_messages(store: Store, version: str) -> dict[str, Any]:
+    """``{example_id: messages}`` of a version's stored fine-tuning examples (parsed JSON)."""
+    import json
+
+    rows = store.con.execute(
+        "SELECT example_id, CAST(messages AS VARCHAR) FROM training_examples "
+        "WHERE model_version = ?", [version]).fetchall()
+    return {example_id: None if messages is None else json.loads(messages)
+            for example_id, messages in rows}

@@ -151,6 +151,14 @@ def list_runs(store: Store, incident_id: str | None = None) -> pd.DataFrame:
 
 # -- samples ----------------------------------------------------------------------------------------
 
+def sample_record(store: Store, sample_id: str) -> dict[str, Any]:
+    """One stored replay sample (every column of ``replay_samples``)."""
+    frame = store.query("SELECT * FROM replay_samples WHERE sample_id = ?", [sample_id])
+    if frame.empty:
+        raise NotFoundError(f"replay sample '{sample_id}' is not in the store")
+    return frame.iloc[0].to_dict()
+
+
 def existing_sample_ids(store: Store, sample_ids: Iterable[str]) -> set[str]:
     """The subset of ``sample_ids`` already in ``replay_samples``."""
     ids = sorted(set(sample_ids))

@@ -435,9 +435,9 @@ def register_zoo(store, build: ZooBuild, *, force: bool = True) -> dict[str, int
 
 def _differing_training_rows(store, version: str, path: Path) -> int:
     """How many stored training examples of ``version`` are not lines of ``path``."""
-    stored = store.con.execute(
-        "SELECT example_id, CAST(messages AS VARCHAR) FROM training_examples "
-        "WHERE model_version = ?", [version]).fetchall()
+    from llmrca.store.model_versions import training_messages
+
+    stored = training_messages(store, version)
     if not stored:
         return 0
     lines = {}
@@ -445,5 +445,5 @@ def _differing_training_rows(store, version: str, path: Path) -> int:
         for line in fh:
             record = json.loads(line)
             lines[record["example_id"]] = record["messages"]
-    return sum(1 for example_id, messages in stored
-               if messages is None or lines.get(example_id) != json.loads(messages))
+    return sum(1 for example_id, messages in stored.items()
+               if messages is None or lines.get(example_id) != messages)
