@@ -31,7 +31,7 @@ from json import decoder as json_decoder
 from json import scanner as json_scanner
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -89,7 +89,7 @@ def load_document(path: str | Path) -> Any:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ValidationError(str(path), None, None, "a readable file",
+        raise ValidationError(str(path), None, None, "a readable YAML or JSON file",
                               exc.strerror or str(exc)) from None
     return parse_document(data, str(path), json_syntax=path.suffix.lower() == ".json")
 
@@ -148,8 +148,8 @@ class _StrictComposer(yaml.composer.Composer):
 class _PlainResolver(yaml.resolver.BaseResolver):
     """No YAML 1.1 implicit types: an untagged plain scalar is marked to be resolved here."""
 
-    yaml_implicit_resolvers: dict = {}
-    yaml_path_resolvers: dict = {}
+    yaml_implicit_resolvers: ClassVar[dict] = {}
+    yaml_path_resolvers: ClassVar[dict] = {}
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0]:
@@ -416,7 +416,7 @@ class Fields:
         return cls(file, document, "", getattr(document, "line", None) or 1)
 
     # -- where ---------------------------------------------------------------------------------
-    def keys(self) -> Iterator[str | int]:
+    def __iter__(self) -> Iterator[str | int]:
         """Keys in document order (indexes for a list)."""
         return iter(range(len(self.data))) if isinstance(self.data, list) else iter(self.data)
 
@@ -454,7 +454,7 @@ class Fields:
     def only(self, allowed: Iterable[str], expected: str | None = None) -> None:
         """Fail on the first key (in document order) not in ``allowed``: a typo is not lost."""
         allowed = tuple(allowed)
-        for key in self.keys():
+        for key in self:
             if key not in allowed:
                 raise self.error(key, expected or "a known field (" + ", ".join(allowed) + ")",
                                  key)
@@ -580,7 +580,7 @@ class Fields:
         """A list of mappings, each as its own :class:`Fields` (``[]`` when missing)."""
         items = self.sequence(key, required=required, nonempty=nonempty, expected=expected)
         return [] if items is None else [items.mapping(i, required=True, expected=item)
-                                         for i in items.keys()]
+                                         for i in items]
 
     def strings(self, key: str | int, *, required: bool = False, default: Any = None,
                 nonempty: bool = False, choices: Iterable[str] | None = None,
@@ -590,7 +590,7 @@ class Fields:
         if items is None:
             return default
         return [items.string(i, required=True, choices=choices, nonempty=not blank_items)
-                for i in items.keys()]
+                for i in items]
 
     def plain(self, key: str | int, *, default: Any = None) -> Any:
         """A free-form value (``metadata``) as built-in types."""
