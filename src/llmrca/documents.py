@@ -413,7 +413,7 @@ class Fields:
             got = type(document).__name__ if document is not None else "an empty document"
             raise ValidationError(str(file), getattr(document, "line", None) or 1, None,
                                   expected, got)
-        return cls(file, document, "", getattr(document, "line", None) or 1)
+        return cls(file, document, "")
 
     # -- where ---------------------------------------------------------------------------------
     def __iter__(self) -> Iterator[str | int]:
