@@ -28,6 +28,7 @@ from llmrca.ingest.formats import read_interactions
 from llmrca.ingest.records import InteractionRecord
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
+from llmrca.store.model_registry import register_version
 
 INCIDENT_FILES = ("incident.yaml", "incident.yml", "incident.json")
 LOG_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -173,8 +174,6 @@ def _register_models(store: Store, path: Path, entries: list[ModelVersionEntry])
     names = []
     for i, entry in enumerate(entries):
         if entry.source:
-            from llmrca.models import register_version
-
             try:
                 register_version(store, entry.name, entry.source, revision=entry.revision,
                                  parent=entry.parent, notes=entry.notes)
