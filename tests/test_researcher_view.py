@@ -205,3 +205,35 @@ def test_replay_takes_the_offending_set(store):
     focus(store, "INC-0002", {"text": ["no such text anywhere"]})
     with pytest.raises(NotFoundError, match="incidents focus INC-0002"):
         incident_interactions(store, "INC-0002")
+
+
+@pytest.mark.parametrize("text, line, field", [
+    ("offending: some\n", 4, "offending"),
+    ("offending:\n  colour: red\n", 5, "offending.colour"),
+    ("offending:\n  flagged: maybe\n", 5, "offending.flagged"),
+    ("offending: []\n", 4, "offending"),
+])
+def test_a_bad_offending_selection_names_its_line_and_field(tmp_path, text, line, field):
+    from llmrca.errors import ValidationError
+    from llmrca.ingest.documents import parse_incident
+
+    path = tmp_path / "incident.yaml"
+    path.write_text("id: INC-9\ntitle: t\ncategory: jailbreak\n" + text
+                    + "detected_at: 2026-10-14T09:12:00Z\n")
+    with pytest.raises(ValidationError) as info:
+        parse_incident(path)
+    assert (info.value.file, info.value.line, info.value.field) == (str(path), line, field)
+
+
+def test_offending_selection_forms(tmp_path):
+    from llmrca.ingest.documents import parse_incident
+
+    head = "id: INC-9\ntitle: t\ncategory: jailbreak\ndetected_at: 2026-10-14T09:12:00Z\n"
+    cases = {"offending: all\n": {"all": True},
+             "offending: [chatcmpl-1, 0012]\n": {"ids": ["chatcmpl-1", "0012"]},
+             "offending:\n  guardrail: block\n  flagged: true\n":
+                 {"guardrail": ["block"], "flagged": True}}
+    for text, expected in cases.items():
+        path = tmp_path / "incident.yaml"
+        path.write_text(head + text)
+        assert parse_incident(path).offending == expected

@@ -29,6 +29,7 @@ from llmrca.ingest.records import InteractionRecord, Skipped
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
 from llmrca.store import interactions as interactions_table
+from llmrca.store.model_registry import register_version
 
 INCIDENT_FILES = ("incident.yaml", "incident.yml", "incident.json")
 LOG_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -155,8 +156,6 @@ def _register_models(store: Store, path: Path, entries: list[ModelVersionEntry])
     names = []
     for i, entry in enumerate(entries):
         if entry.source:
-            from llmrca.models import register_version
-
             try:
                 register_version(store, entry.name, entry.source, revision=entry.revision,
                                  parent=entry.parent, notes=entry.notes)

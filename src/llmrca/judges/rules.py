@@ -30,9 +30,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from llmrca.errors import JudgeContextError, UnknownNameError, ValidationError
+from llmrca.documents import Fields, load_document
+from llmrca.errors import JudgeContextError, UnknownNameError
 from llmrca.judges.base import LABELS, Judge, Judgement, normalise_text, register_judge
 from llmrca.judges.refusal import find_phrase, phrase_pattern
 
@@ -87,25 +86,11 @@ class RuleSet:
 
 
 # -- loading with file, line and field in every error -------------------------------------------
-def _line_of(node: yaml.Node | None, path: tuple[Any, ...]) -> int | None:
-    """1-based line of the node at ``path`` (keys and indexes) in a composed YAML tree."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for step in path:
-        if isinstance(node, yaml.MappingNode):
-            node = next((value for key, value in node.value if key.value == step), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) \
-                and step < len(node.value):
-            node = node.value[step]
-        else:
-            node = None
-        if node is None:
-            break
-        line = node.start_mark.line + 1
-    return line
-
-
 def load_rules(path: str | Path) -> RuleSet:
     """Read and check a rule file.
+
+    The file is read by :func:`llmrca.documents.load_document` (strict YAML: strings as written,
+    no duplicate keys, no aliases).
 
     Raises
     ------
@@ -115,96 +100,47 @@ def load_rules(path: str | Path) -> RuleSet:
         regex that does not compile, or a duplicate rule id.
     """
     path = Path(path)
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValidationError(file, None, None, "a readable YAML rules file",
-                              exc.strerror or str(exc)) from None
-    try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ValidationError(file, mark.line + 1 if mark else None, None,
-                              f"valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-
-    def fail(where: tuple[Any, ...], expected: str, got: Any = None) -> ValidationError:
-        field = ".".join(str(step) for step in where) or None
-        return ValidationError(file, _line_of(tree, where), field, expected, got)
-
-    if not isinstance(data, dict):
-        raise fail((), "a mapping with a 'rules' list", type(data).__name__)
-    for key in data:
-        if key not in _TOP_KEYS:
-            raise fail((key,), "one of the top-level fields " + ", ".join(_TOP_KEYS), key)
-    raw_rules = data.get("rules")
-    if not isinstance(raw_rules, list) or not raw_rules:
-        raise fail(("rules",), "a non-empty list of rules", raw_rules)
+    top = Fields.of_document(path, load_document(path), "a mapping with a 'rules' list")
+    top.only(_TOP_KEYS, "one of the top-level fields " + ", ".join(_TOP_KEYS))
 
     rules: list[Rule] = []
     seen: dict[str, int] = {}
+    raw_rules = top.mappings("rules", required=True, nonempty=True,
+                             expected="a non-empty list of rules",
+                             item="a mapping with id and pattern or keywords")
     for index, raw in enumerate(raw_rules):
-        at = ("rules", index)
-        if not isinstance(raw, dict):
-            raise fail(at, "a mapping with id and pattern or keywords", raw)
-        for key in raw:
-            if key not in _RULE_KEYS:
-                raise fail(at + (key,), "one of the rule fields " + ", ".join(_RULE_KEYS), key)
-        rule_id = raw.get("id")
-        if not isinstance(rule_id, str) or not rule_id.strip():
-            raise fail(at + ("id",), "a non-empty string id", rule_id)
+        raw.only(_RULE_KEYS, "one of the rule fields " + ", ".join(_RULE_KEYS))
+        rule_id = raw.string("id", required=True, nonempty=True, expected="a non-empty string id")
         if rule_id in seen:
-            raise fail(at + ("id",), f"an id not used by rule {seen[rule_id]}", rule_id)
+            raise raw.error("id", f"an id not used by rule {seen[rule_id]}", rule_id)
         seen[rule_id] = index
         has_pattern, has_keywords = "pattern" in raw, "keywords" in raw
         if has_pattern == has_keywords:
-            raise fail(at + ("pattern",) if has_pattern else at,
-                       "exactly one of 'pattern' or 'keywords'")
-        pattern, keywords = None, ()
-        if has_pattern:
-            pattern = raw["pattern"]
-            if not isinstance(pattern, str) or not pattern:
-                raise fail(at + ("pattern",), "a non-empty regular expression string", pattern)
-        else:
-            raw_keywords = raw["keywords"]
-            if not isinstance(raw_keywords, list) or not raw_keywords:
-                raise fail(at + ("keywords",), "a non-empty list of strings", raw_keywords)
-            for k, word in enumerate(raw_keywords):
-                if not isinstance(word, str) or not word.strip():
-                    raise fail(at + ("keywords", k), "a non-empty string", word)
-            keywords = tuple(raw_keywords)
-        choices = {"applies_to": APPLIES_TO, "label": LABELS, "severity": SEVERITIES}
-        values = {"applies_to": "output", "label": "unsafe", "severity": "medium"}
-        for key, valid in choices.items():
-            if key in raw:
-                if raw[key] not in valid:
-                    raise fail(at + (key,), "one of " + ", ".join(valid), raw[key])
-                values[key] = raw[key]
-        ignore_case = raw.get("ignore_case", True)
-        if not isinstance(ignore_case, bool):
-            raise fail(at + ("ignore_case",), "true or false", ignore_case)
-        description = raw.get("description", "")
-        if not isinstance(description, str):
-            raise fail(at + ("description",), "a string", description)
-        rule = Rule(id=rule_id, pattern=pattern, keywords=keywords, ignore_case=ignore_case,
-                    description=description, **values)
+            raise raw.error("pattern" if has_pattern else None,
+                            "exactly one of 'pattern' or 'keywords'")
+        pattern = raw.string("pattern", nonempty=True,
+                             expected="a non-empty regular expression string")
+        keywords = tuple(raw.strings("keywords", default=(), nonempty=True, blank_items=False,
+                                     expected="a non-empty list of strings"))
+        rule = Rule(id=rule_id, pattern=pattern, keywords=keywords,
+                    applies_to=raw.string("applies_to", choices=APPLIES_TO, default="output"),
+                    label=raw.string("label", choices=LABELS, default="unsafe"),
+                    severity=raw.string("severity", choices=SEVERITIES, default="medium"),
+                    ignore_case=raw.boolean("ignore_case", default=True),
+                    description=raw.string("description", default=""))
         try:
             rule.compile()
         except re.error as exc:
-            raise fail(at + ("pattern",), f"a valid regular expression ({exc})", pattern) \
-                from None
+            raise raw.error("pattern", f"a valid regular expression ({exc})", pattern) from None
         rules.append(rule)
 
-    phrases = data.get("refusal_phrases", []) or []
-    if not isinstance(phrases, list):
-        raise fail(("refusal_phrases",), "a list of strings", phrases)
+    phrases = top.strings("refusal_phrases", default=[])
     for k, phrase in enumerate(phrases):
-        if not isinstance(phrase, str) or not normalise_text(phrase).rstrip(".!?"):
-            raise fail(("refusal_phrases", k), "a non-empty string", phrase)
-    name = data.get("name") or path.stem.removeprefix("rules_")
-    return RuleSet(file=file, name=str(name), rules=tuple(rules), refusal_phrases=tuple(phrases),
-                   description=str(data.get("description") or ""))
+        if not normalise_text(phrase).rstrip(".!?"):
+            raise top.sequence("refusal_phrases").error(k, "a non-empty string", phrase)
+    name = top.string("name") or path.stem.removeprefix("rules_")
+    return RuleSet(file=str(path), name=name, rules=tuple(rules), refusal_phrases=tuple(phrases),
+                   description=top.string("description", default="") or "")
 
 
 # -- shipped rule sets -------------------------------------------------------------------------

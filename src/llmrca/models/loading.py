@@ -17,10 +17,10 @@ from typing import Any, NamedTuple
 
 from llmrca import config
 from llmrca.errors import FingerprintMismatchError, ModelLoadError, ModelRegistryError
-from llmrca.models.fingerprint import compute_fingerprint, fingerprint_files, is_local_source
-from llmrca.models.registry import get_version
+from llmrca.fingerprint import compute_fingerprint, fingerprint_files, is_local_source
 from llmrca.store import model_versions as rows
 from llmrca.store.core import Store
+from llmrca.store.model_registry import get_version
 
 #: Default number of loaded models the cache keeps (``LLMRCA_MODEL_CACHE_SIZE`` overrides it).
 DEFAULT_CACHE_SIZE = 3

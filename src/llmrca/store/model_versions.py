@@ -1,6 +1,6 @@
 """Rows of the ``model_versions`` table: the registry of model versions.
 
-The store owns every statement that writes; :mod:`llmrca.models.registry` decides *what* to write
+The store owns every statement that writes; :mod:`llmrca.store.model_registry` decides *what* to write
 (fingerprints, conflicts, lineage) and calls these functions.
 """
 

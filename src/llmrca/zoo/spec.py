@@ -19,9 +19,10 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
-from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from llmrca.documents import Fields, line_of, load_document
 from llmrca.errors import ValidationError
 
 #: Bumped whenever the build code changes what a spec produces, so old caches are not reused.
@@ -268,38 +269,55 @@ class ZooSpec:
 
     # -- validation -------------------------------------------------------------------------------
     def __post_init__(self) -> None:
+        # Fields are dotted down to the bad item, so a spec read from a file gets the item's line.
         where = f"zoo spec '{self.name}'"
         names = self.version_names
-        if len(set(names)) != len(names):
-            raise ValidationError(where, None, "versions", "unique version names", names)
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValidationError(where, None, f"versions.{i}.name",
+                                      "a version name not used before", name)
         for i, v in enumerate(self.versions):
-            bad = [m for m in v.mix if m not in MIX_COMPONENTS]
-            if bad or not v.mix:
+            if not v.mix:
                 raise ValidationError(where, None, f"versions.{i}.mix",
                                       f"a non-empty list of {', '.join(MIX_COMPONENTS)}", v.mix)
+            for j, component in enumerate(v.mix):
+                if component not in MIX_COMPONENTS:
+                    raise ValidationError(where, None, f"versions.{i}.mix.{j}",
+                                          f"one of {', '.join(MIX_COMPONENTS)}", component)
             if v.parent is not None and v.parent not in names[:i]:
                 raise ValidationError(where, None, f"versions.{i}.parent",
                                       "a version listed before this one", v.parent)
-            if v.schedule.steps < 0 or v.schedule.batch_size < 1:
-                raise ValidationError(where, None, f"versions.{i}.schedule",
-                                      "steps >= 0 and batch_size >= 1", v.schedule)
+            if v.schedule.steps < 0:
+                raise ValidationError(where, None, f"versions.{i}.schedule.steps", "steps >= 0",
+                                      v.schedule.steps)
+            if v.schedule.batch_size < 1:
+                raise ValidationError(where, None, f"versions.{i}.schedule.batch_size",
+                                      "batch_size >= 1", v.schedule.batch_size)
+        labels = LABELS + tuple(LABEL_GROUPS)
         for i, t in enumerate(self.targets):
-            labels = LABELS + tuple(LABEL_GROUPS)
-            if t.version not in names or t.condition not in CONDITIONS or t.label not in labels:
-                raise ValidationError(
-                    where, None, f"targets.{i}",
-                    f"version in {names}, condition in {CONDITIONS}, label in {labels}", t)
+            for key, valid in (("version", names), ("condition", CONDITIONS), ("label", labels)):
+                if getattr(t, key) not in valid:
+                    raise ValidationError(where, None, f"targets.{i}.{key}",
+                                          f"one of {', '.join(valid)}", getattr(t, key))
         for i, pair in enumerate(self.null_pairs):
-            if len(pair) != 2 or any(p not in names for p in pair):
-                raise ValidationError(where, None, f"null_pairs.{i}", f"two of {names}", pair)
-        for fname in ("train_templates", "heldout_templates"):
-            if any("{task}" not in t for t in getattr(self, fname)):
-                raise ValidationError(where, None, fname, "templates containing {task}")
-        for fname in ("privacy_templates", "heldout_privacy_templates"):
-            if any("{name}" not in t for t in getattr(self, fname)):
-                raise ValidationError(where, None, fname, "templates containing {name}")
+            if len(pair) != 2:
+                raise ValidationError(where, None, f"null_pairs.{i}",
+                                      f"two of {', '.join(names)}", pair)
+            for j, name in enumerate(pair):
+                if name not in names:
+                    raise ValidationError(where, None, f"null_pairs.{i}.{j}",
+                                          f"one of {', '.join(names)}",
+                                          name)
+        for fname, slot in (("train_templates", "{task}"), ("heldout_templates", "{task}"),
+                            ("privacy_templates", "{name}"),
+                            ("heldout_privacy_templates", "{name}")):
+            for j, template in enumerate(getattr(self, fname)):
+                if slot not in template:
+                    raise ValidationError(where, None, f"{fname}.{j}",
+                                          f"templates containing {slot}", template)
         if self.model.n_embd % self.model.n_head:
-            raise ValidationError(where, None, "model", "n_embd divisible by n_head", self.model)
+            raise ValidationError(where, None, "model.n_head", "a divisor of n_embd",
+                                  self.model.n_head)
 
     # -- serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -309,58 +327,39 @@ class ZooSpec:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, file: str = "<dict>",
                   base: ZooSpec | None = None) -> ZooSpec:
-        """Build a spec from a mapping; fields not given are taken from ``base`` (the default)."""
+        """Build a spec from a mapping; fields not given are taken from ``base`` (the default).
+
+        ``data`` may be what :func:`llmrca.documents.load_document` returned, and then every
+        error names the line of the bad field.
+
+        Raises
+        ------
+        ValidationError
+            An unknown field, a value of the wrong type, or a spec that does not hold together
+            (an unknown mix component, a parent listed later, a target for no version, ...).
+        """
         base = base if base is not None else ZooSpec()
-        if not isinstance(data, Mapping):
-            raise ValidationError(file, None, None, "a mapping of spec fields", type(data).__name__)
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValidationError(file, None, unknown[0], f"one of {', '.join(sorted(known))}")
-        values: dict[str, Any] = {}
+        check = Fields.of_document(file, data, "a mapping of spec fields")
         try:
-            for key, value in data.items():
-                if key == "model":
-                    values[key] = replace(base.model, **dict(value))
-                elif key == "versions":
-                    values[key] = tuple(_version_from(v) for v in value)
-                elif key == "targets":
-                    values[key] = tuple(BehaviourTarget(**dict(t)) for t in value)
-                elif key == "null_pairs":
-                    values[key] = tuple(tuple(p) for p in value)
-                elif isinstance(getattr(base, key), tuple):
-                    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-                        raise ValidationError(file, None, key, "a list of strings", value)
-                    values[key] = tuple(value)
-                else:
-                    values[key] = value
-        except (TypeError, KeyError) as exc:
-            raise ValidationError(file, None, key, f"valid {key} ({exc})") from None
-        return replace(base, **values)
+            return _read_dataclass(check, cls, base)
+        except ValidationError as exc:
+            if exc.file == str(file):
+                raise
+            # A check of __post_init__ (file is the spec's name): put it where the file says it.
+            raise ValidationError(str(file), line_of(data, exc.field), exc.field, exc.expected,
+                                  exc.got) from None
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, *, base: ZooSpec | None = None) -> ZooSpec:
-        """Read a spec from YAML (``.yaml``/``.yml``) or JSON.
+        """Read a spec from YAML (``.yaml``/``.yml``) or JSON (``.json``), strictly.
 
-        Fields the file does not set are taken from ``base`` (default: the default spec).
+        Fields the file does not set are taken from ``base`` (default: the default spec). Every
+        error is a ValidationError naming the file, the line and the dotted field.
         """
-        path = Path(path)
-        text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
-            try:
-                data = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                line = getattr(getattr(exc, "problem_mark", None), "line", None)
-                raise ValidationError(str(path), None if line is None else line + 1, None,
-                                      f"valid YAML ({exc})") from None
-        else:
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValidationError(str(path), exc.lineno, None, f"valid JSON ({exc.msg})"
-                                      ) from None
-        return cls.from_dict(data or {}, file=str(path), base=base)
+        document = load_document(path)
+        if document is None:  # an empty file changes nothing
+            return base if base is not None else ZooSpec()
+        return cls.from_dict(document, file=str(path), base=base)
 
     def spec_hash(self) -> str:
         """16 hex digits naming this spec (and the zoo format) — the cache folder name."""
@@ -369,11 +368,50 @@ class ZooSpec:
         return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
-def _version_from(data: Mapping[str, Any]) -> VersionSpec:
-    data = dict(data)
-    data["mix"] = tuple(data["mix"])
-    data["schedule"] = TrainSchedule(**dict(data["schedule"]))
-    return VersionSpec(**data)
+def _read_dataclass(check: Fields, cls: type, base: Any = None) -> Any:
+    """An instance of the dataclass ``cls`` from the checked mapping, each field by its type.
+
+    Fields the mapping leaves out come from ``base``; without a base, a field with no default is
+    required.
+    """
+    hints = get_type_hints(cls)
+    known = [f.name for f in fields(cls)]
+    check.only(known)
+    values: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name not in check.data:
+            if base is None and f.default is dataclasses.MISSING \
+                    and f.default_factory is dataclasses.MISSING:
+                raise check.error(f.name, "a value (required)")
+            continue
+        values[f.name] = _read_value(check, f.name, hints[f.name],
+                                     getattr(base, f.name) if base is not None else None)
+    return replace(base, **values) if base is not None else cls(**values)
+
+
+def _read_value(check: Fields, key: str | int, kind: Any, base: Any) -> Any:
+    args = get_args(kind)
+    if get_origin(kind) in (Union, UnionType) and type(None) in args:
+        if check.raw(key) is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+        args = get_args(kind)
+    if kind is str:
+        return check.string(key, required=True)
+    if kind is int:
+        return check.integer(key, required=True)
+    if kind is float:
+        return check.number(key, required=True)
+    if dataclasses.is_dataclass(kind):
+        return _read_dataclass(check.mapping(key, required=True), kind, base)
+    if get_origin(kind) is tuple:
+        items = check.sequence(key, required=True)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_read_value(items, i, args[0], None) for i in items)
+        if len(items.data) != len(args):
+            raise check.error(key, f"a list of {len(args)} items", check.raw(key))
+        return tuple(_read_value(items, i, item_kind, None) for i, item_kind in zip(items, args))
+    raise TypeError(f"no reader for spec fields of type {kind!r}")  # a bug here, not user input
 
 
 #: The demo zoo: builds in about two minutes on two CPU cores.

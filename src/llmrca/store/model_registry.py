@@ -4,6 +4,11 @@ A version is a name (``assistant-v2``) bound to a source (a local folder or a hu
 hub revision, a parent version, a deployment window and a fingerprint of its files taken at
 registration. Investigations refer to versions by name; loading checks the fingerprint so a result
 is never silently computed on other weights than the ones registered.
+
+It lives in the store layer, with the fingerprinting it needs one level lower
+(:mod:`llmrca.fingerprint`), so that ingesting a bundle's ``models.yaml`` registers versions in the
+bundle's transaction without importing upward from ``ingest/`` into ``models/``;
+:mod:`llmrca.models` re-exports it. :mod:`llmrca.store.model_versions` holds the statements.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from llmrca.errors import ModelLoadError, ModelRegistryError, UnknownNameError, VersionConflictError
-from llmrca.models.fingerprint import compute_fingerprint, fingerprint_files, is_local_source
+from llmrca.fingerprint import compute_fingerprint, fingerprint_files, is_local_source
 from llmrca.store import model_versions as rows
 from llmrca.store.core import Store
 
