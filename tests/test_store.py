@@ -120,3 +120,57 @@ def test_a_reader_cannot_open_a_file_held_by_a_writer(tmp_path):
     with writer_in_another_process(path), \
             pytest.raises(StoreLockedError, match="one writer or several readers"):
         Store(path, read_only=True)
+
+
+def test_a_foreign_duckdb_file_is_refused_unless_adopted(tmp_path):
+    import duckdb
+
+    from llmrca.errors import StoreError
+
+    path = tmp_path / "theirs.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE sales (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not an llmrca store \\(tables: sales\\); add llmrca's"):
+        Store(path)
+    con = duckdb.connect(str(path))
+    assert [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
+            .fetchall()] == ["sales"]                   # nothing was added
+    con.close()
+    with Store(path, adopt=True) as store:
+        assert store.schema_version == LATEST_VERSION and store.count("sales") == 0
+
+
+def test_a_foreign_file_with_llmrca_table_names_cannot_be_adopted(tmp_path):
+    import duckdb
+
+    from llmrca.errors import StoreError
+
+    path = tmp_path / "clash.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE incidents (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="incidents have llmrca's names"):
+        Store(path, adopt=True)
+    con = duckdb.connect(str(path))
+    assert [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables")
+            .fetchall()] == ["incidents"]
+    con.close()
+
+
+def test_store_folder_that_cannot_be_made_is_a_store_error(tmp_path):
+    from llmrca.errors import StoreError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the store's folder"):
+        Store(blocker / "sub" / "store.duckdb")
+
+
+def test_a_file_that_is_not_duckdb_is_a_store_error(tmp_path):
+    from llmrca.errors import StoreError
+
+    path = tmp_path / "garbage.duckdb"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store(path)

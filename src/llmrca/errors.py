@@ -50,7 +50,7 @@ class StoreError(LlmrcaError, RuntimeError):
 
 
 class StoreLockedError(StoreError):
-    """Another process holds the store file open for writing.
+    """Another process holds the store file (as a writer, or as a reader while we write).
 
     Attributes
     ----------
@@ -64,9 +64,10 @@ class StoreLockedError(StoreError):
         self.path = str(path)
         self.pid = pid
         holder = f"process {pid}" if pid is not None else "another process"
-        msg = (f"store {self.path} is locked for writing by {holder}; close that session "
-               f"and try again (DuckDB lets a file have one writer or several readers, "
-               f"not both)")
+        # DuckDB's message does not say whether the holder reads or writes.
+        msg = (f"store {self.path} is locked: it is open in {holder}, as a reader or a writer; "
+               f"close that session and try again (DuckDB lets a file have one writer or "
+               f"several readers, not both)")
         if detail:
             msg += f" [{detail}]"
         super().__init__(msg)

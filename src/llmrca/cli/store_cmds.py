@@ -7,6 +7,8 @@ from llmrca.cli.common import print_table, store_from
 
 def add_parser(subparsers) -> None:
     init = subparsers.add_parser("init", help="create the store, or upgrade an old one in place")
+    init.add_argument("--adopt", action="store_true",
+                      help="add llmrca's tables to an existing DuckDB file of other tables")
     init.set_defaults(func=cmd_init)
 
     incidents = subparsers.add_parser("incidents", help="list and show incidents")
@@ -54,7 +56,9 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_init(args) -> int:
-    with store_from(args) as store:
+    from llmrca.store import open_store
+
+    with open_store(args.db, adopt=args.adopt) as store:
         print(f"store {store.path} at schema version {store.schema_version}")
         for table, rows in store.table_counts().items():
             print(f"  {table:<20} {rows:>10} rows")

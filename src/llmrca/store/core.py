@@ -34,17 +34,24 @@ class Store:
         Open without taking the write lock; several readers can share a file.
     migrate_to : int, optional
         Stop migrations at this schema version (tests of old stores use it).
+    adopt : bool
+        Add llmrca's tables to a DuckDB file that already holds other tables (``llmrca init
+        --adopt``). Without it such a file is refused: it is somebody else's database.
     """
 
     def __init__(self, path: str | os.PathLike, read_only: bool = False, *,
-                 migrate_to: int | None = None):
+                 migrate_to: int | None = None, adopt: bool = False):
         self.path = Path(path)
         self.read_only = read_only
         self._tx_depth = 0
         if read_only and not self.path.exists():
             raise StoreError(f"no store at {self.path}; create one with `llmrca init`")
         if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(f"cannot create the store's folder {self.path.parent}: "
+                                 f"{exc.strerror or exc}") from None
         try:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as exc:
@@ -53,6 +60,8 @@ class Store:
                 match = _PID.search(text)
                 raise StoreLockedError(self.path, int(match.group(1)) if match else None) from exc
             raise StoreError(f"cannot open store {self.path}: {text}") from exc
+        except duckdb.Error as exc:   # not a DuckDB file, a newer storage version, ...
+            raise StoreError(f"cannot open store {self.path}: {exc}") from exc
         # Timestamps are stored as UTC wall time; offsets in inputs are converted on the way in.
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own bar writes to stdout and would mix with command output; faces use tqdm.
@@ -62,6 +71,7 @@ class Store:
             if read_only:
                 self._check_readable()
             else:
+                self._check_ours(adopt)
                 self._migrate(LATEST_VERSION if migrate_to is None else migrate_to)
         except BaseException:
             self.con.close()  # release the file lock; the caller never gets this object
@@ -128,6 +138,25 @@ class Store:
                 f"store {self.path} has schema version {version} < {LATEST_VERSION}; open it for "
                 f"writing once (`llmrca init --db {self.path}`) to upgrade it in place")
 
+    def _check_ours(self, adopt: bool) -> None:
+        """Refuse a DuckDB file with tables of its own but no llmrca schema (unless adopted)."""
+        if self._has_version_table():
+            return
+        tables = [r[0] for r in self.con.execute(
+            "SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
+        if not tables:
+            return
+        ours = {name for _, _, statements in MIGRATIONS for statement in statements
+                for name in re.findall(r"CREATE TABLE (\w+)", statement)}
+        clash = sorted(set(tables) & ours)
+        if not adopt or clash:
+            shown = ", ".join(tables[:8]) + (", ..." if len(tables) > 8 else "")
+            reason = (f"its tables {', '.join(clash)} have llmrca's names, so it cannot be adopted"
+                      if clash else "add llmrca's tables to it with `llmrca init --adopt`, or "
+                      "give another file with --db")
+            raise StoreError(f"{self.path} is a DuckDB database but not an llmrca store (tables: "
+                             f"{shown}); {reason}")
+
     def _migrate(self, target: int) -> None:
         self.con.execute(
             "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
@@ -176,6 +205,7 @@ class Store:
         return {name: self.count(name) for name in names}
 
 
-def open_store(path: str | os.PathLike | None = None, read_only: bool = False) -> Store:
+def open_store(path: str | os.PathLike | None = None, read_only: bool = False, *,
+               adopt: bool = False) -> Store:
     """Open (and for writing, create or upgrade) the store at ``path`` or the default location."""
-    return Store(db_path(path), read_only=read_only)
+    return Store(db_path(path), read_only=read_only, adopt=adopt)
