@@ -141,6 +141,8 @@ class OpenAIChatFormat(InteractionFormat):
             user_id=user_id,
             source_id=source_id,
             metadata=metadata,
+            response_id=source_id,
+            tools=where.get(request, "tools", list, path=f"{req}tools"),
         )]
 
 
