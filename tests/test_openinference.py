@@ -308,8 +308,9 @@ def test_hidden_inputs_give_no_interaction_and_a_hint(store, tmp_path):
         [vars(s) for s in skipped])
 
 
-def test_redacted_message_text_is_not_taken_for_the_prompt(tmp_path):
-    # hide_input_text keeps the messages but writes __REDACTED__ for their text
+def redacted(tmp_path: Path, keys: tuple[str, ...] = ()) -> Path:
+    """The export with its input message texts (and the given keys) replaced as TraceConfig's
+    hide_input_text (and hide_inputs) do."""
     lines = []
     for text in TRACES.read_text(encoding="utf-8").splitlines():
         document = json.loads(text)
@@ -317,13 +318,23 @@ def test_redacted_message_text_is_not_taken_for_the_prompt(tmp_path):
             for ss in rs["scopeSpans"]:
                 for span in ss["spans"]:
                     for attr in span["attributes"]:
-                        if attr["key"].startswith("llm.input_messages") and attr["key"].endswith(
+                        key = attr["key"]
+                        if key in keys or key.startswith("llm.input_messages") and key.endswith(
                                 (".message.content", ".message_content.text")):
                             attr["value"] = {"stringValue": "__REDACTED__"}
         lines.append(json.dumps(document))
     path = tmp_path / "redacted.jsonl"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    records, skipped = read(path)
+    return path
+
+
+def test_redacted_message_text_is_never_taken_for_the_prompt(tmp_path):
+    # hide_input_text redacts the flattened texts but leaves input.value: the prompt comes from there
+    records, _ = read(redacted(tmp_path))
+    assert len(records) == 4
+    assert [r.messages for r in records] == [r.messages for r in read(TRACES)[0]]
+    # with input.value redacted too (hide_inputs), there is no prompt: skipped, never "__REDACTED__"
+    records, skipped = read(redacted(tmp_path, ("input.value",)))
     assert records == []
     assert Counter(s.reason for s in skipped)["LLM spans whose input was not captured"] == 4
 

@@ -71,9 +71,9 @@ _DECISIONS = {"block": "block", "blocked": "block", "reject": "block", "rejected
               "ok": "allow"}
 _STRENGTH = {"block": 3, "redact": 2, "flag": 1}
 HIDDEN_HINT = ("OpenInference left the prompts out of these LLM spans (OPENINFERENCE_HIDE_INPUTS, "
-               "OPENINFERENCE_HIDE_INPUT_MESSAGES or OPENINFERENCE_HIDE_INPUT_TEXT, or hide_inputs / "
-               "hide_input_messages / hide_input_text in TraceConfig): unset them where the app is "
-               "traced, or ingest the provider's request log (format openai-chat) instead")
+               "or hide_inputs=True in TraceConfig, where the app is traced): unset it to "
+               "investigate from traces, or ingest the provider's request log of the same calls "
+               "(format openai-chat)")
 
 
 @dataclass
@@ -300,12 +300,10 @@ def _llm_fields(span: _Span) -> dict[str, Any] | Skipped:
     request = _json_object(attrs.get("input.value"))
     response = _json_object(attrs.get("output.value"))
 
-    if groups["input"]:
-        messages = [_message(where, fields, f"{apath}.{_INPUT}.{n}")
-                    for n, fields in groups["input"]]
-        if any(m["content"] == REDACTED for m in messages):
-            return Skipped("LLM spans whose input was not captured", hint=HIDDEN_HINT)
-    else:
+    messages = [_message(where, fields, f"{apath}.{_INPUT}.{n}") for n, fields in groups["input"]]
+    if any(m["content"] == REDACTED for m in messages):
+        messages = []       # hide_input_text: the texts are gone, input.value may still hold them
+    if not messages:
         value = attrs.get("input.value")
         if value is None or value == "" or value == REDACTED:
             return Skipped("LLM spans whose input was not captured", hint=HIDDEN_HINT)
