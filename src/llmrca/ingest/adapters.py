@@ -4,4 +4,4 @@
 JSON) and ``garak`` (garak ``report.jsonl``). docs/adapters.md describes what each one reads.
 """
 
-from llmrca.ingest import garak, openai_chat, otel_genai  # noqa: F401
+from llmrca.ingest import garak, openai_chat, openinference, otel_genai  # noqa: F401

@@ -142,6 +142,7 @@ class OpenAIChatFormat(InteractionFormat):
             source_id=source_id,
             metadata=metadata,
             response_id=source_id,
+            tools=where.get(request, "tools", list, path=f"{req}tools"),
         )]
 
 

@@ -41,6 +41,8 @@ _MESSAGE_EVENTS = {"gen_ai.system.message": "system", "gen_ai.user.message": "us
 _ANY_VALUE_KINDS = ("stringValue", "boolValue", "intValue", "doubleValue", "bytesValue",
                     "arrayValue", "kvlistValue")
 _EPOCH = datetime(1970, 1, 1)
+#: The attribute every OpenInference span carries: such exports are format ``openinference``.
+OPENINFERENCE_KIND = "openinference.span.kind"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,8 @@ class OtelGenAIFormat(InteractionFormat):
     description = "OpenTelemetry GenAI spans as OTLP JSON (one export per line, or a .json document)"
 
     def sniff(self, record: Any) -> bool:
-        return isinstance(record, dict) and isinstance(record.get("resourceSpans"), list)
+        return (isinstance(record, dict) and isinstance(record.get("resourceSpans"), list)
+                and not has_span_attribute(record, OPENINFERENCE_KIND))
 
     def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
         if not isinstance(record, dict):
@@ -179,6 +182,21 @@ class OtelGenAIFormat(InteractionFormat):
 
 
 # --- OTLP JSON encoding ---------------------------------------------------------------------------
+
+def has_span_attribute(record: dict[str, Any], key: str) -> bool:
+    """Whether any span of an OTLP export carries the attribute ``key`` (no validation: a sniff)."""
+    for resource_spans in record.get("resourceSpans") or []:
+        if not isinstance(resource_spans, dict):
+            continue
+        for scope_spans in (resource_spans.get("scopeSpans")
+                            or resource_spans.get("instrumentationLibrarySpans") or []):
+            for span in (scope_spans.get("spans") or []) if isinstance(scope_spans, dict) else []:
+                attributes = span.get("attributes") if isinstance(span, dict) else None
+                if isinstance(attributes, list) and any(
+                        isinstance(a, dict) and a.get("key") == key for a in attributes):
+                    return True
+    return False
+
 
 def _attributes(where: Where, value: Any, path: str) -> dict[str, Any]:
     """An OTLP ``[{"key", "value": AnyValue}]`` list as a plain dict."""
