@@ -119,3 +119,35 @@ def test_bad_replay_arguments_exit_with_a_reason(db, capsys):
         assert main(["replay", "INC-0001", *extra, "--no-progress"]) == code, extra
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+def test_an_unexpected_error_is_one_line_with_a_pointer_to_debug(db, capsys, monkeypatch):
+    from llmrca.cli import store_cmds
+
+    def broken(args):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(store_cmds, "cmd_list", broken)
+    assert main(["incidents", "list"]) == 1
+    err = capsys.readouterr().err
+    assert err == ("llmrca: internal error: RuntimeError: something broke (run again with "
+                   "--debug for the traceback)\n")
+    with pytest.raises(RuntimeError, match="something"):
+        main(["--debug", "incidents", "list"])
+
+
+def test_a_closed_stdout_ends_quietly(db):
+    import os
+
+    assert main(["ingest", str(SAMPLES / "INC-0002")]) == 0
+    # The reader closes the pipe before the command writes anything (`llmrca ... | head -0`).
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "llmrca.cli", "interactions", "list",
+                               "INC-0002"], stdout=write_end, stderr=subprocess.PIPE, text=True,
+                              check=False)
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr == ""

@@ -9,6 +9,7 @@ Each command group lives in its own module with ``add_parser(subparsers)``; the 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import import_module
 
@@ -24,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="llmrca", description="Offline workbench for LLM safety incident root-cause analysis.")
     parser.add_argument("--version", action="version", version=f"llmrca {__version__}")
     parser.add_argument("--db", help="store file (default: $LLMRCA_DB or ./.llmrca/llmrca.duckdb)")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an unexpected error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         try:
@@ -45,14 +48,37 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except InvalidArgumentError as exc:  # a value argparse could not check: still bad usage
-        print(f"llmrca: error: {exc}", file=sys.stderr)
+        _error(f"llmrca: error: {exc}")
         return 2
     except LlmrcaError as exc:
-        print(f"llmrca: error: {exc}", file=sys.stderr)
+        _error(f"llmrca: error: {exc}")
         return 1
     except KeyboardInterrupt:
-        print("llmrca: interrupted", file=sys.stderr)
+        _error("llmrca: interrupted; a command that writes commits all its work or none of it "
+               "(check with `llmrca incidents show` or `llmrca init`)")
+        return 130
+    except BrokenPipeError:
+        # The reader went away (`llmrca ... | head`): stop quietly, and keep Python from
+        # complaining again when it flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except Exception as exc:
+        if getattr(args, "debug", False):
+            raise
+        text = " ".join(str(exc).split())
+        _error(f"llmrca: internal error: {type(exc).__name__}: {text[:300]} "
+               "(run again with --debug for the traceback)")
+        return 1
+
+
+def _error(message: str) -> None:
+    """An error on a line of its own, even after a progress bar or a half-written line."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError):
+        pass
+    print(message, file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover
