@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from llmrca.ingest.formats import InteractionFormat, register_format
-from llmrca.ingest.records import InteractionRecord, Where, split_system
+from llmrca.ingest.records import InteractionRecord, Skipped, Where, split_system
 
 #: Keys of the log's own ``metadata`` that become record fields rather than metadata.
 _LOG_FIELDS = ("user_id", "session_id", "timestamp")
@@ -108,7 +108,7 @@ class OpenAIChatFormat(InteractionFormat):
         flat = "messages" in record and "choices" in record
         return wrapped or flat
 
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
         if not isinstance(record, dict):
             raise where.error(None, "a JSON object", record)
         if "request" in record:
