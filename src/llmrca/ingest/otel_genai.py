@@ -7,6 +7,12 @@ interaction. The current semantic conventions (``gen_ai.input.messages``,
 that existing logs still hold: ``gen_ai.prompt`` / ``gen_ai.completion`` attributes (JSON, plain
 text, or flattened as ``gen_ai.prompt.0.content``) and the per-message span events
 (``gen_ai.user.message``, ``gen_ai.choice``, ...). See docs/adapters.md for the field mapping.
+
+The file is read whole (two passes): conversation and user ids are taken from the span itself,
+else from its parent, grandparent, ... in the same trace, wherever in the file they are (the
+instrumentation's ``chat`` spans hold none; the app's ``invoke_agent`` span does).
+``execute_tool`` spans become ``tool_execution`` context items of the model call they belong
+to; every other span left out is counted in a :class:`Skipped` with its reason.
 """
 
 from __future__ import annotations
