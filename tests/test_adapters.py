@@ -11,7 +11,7 @@ import pytest
 import llmrca.ingest.adapters  # noqa: F401  (registers the formats)
 from llmrca.errors import ValidationError
 from llmrca.ingest.formats import FORMATS, detect_format, read_interactions
-from llmrca.ingest.records import InteractionRecord
+from llmrca.ingest.records import InteractionRecord, Skipped
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OPENAI = FIXTURES / "openai" / "chat_completions.jsonl"
@@ -27,11 +27,11 @@ NATIVE_LINE = {"messages": [{"role": "user", "content": "hi"}], "output": "hello
 
 
 def read_ok(path: Path, format_name: str | None = None) -> list[InteractionRecord]:
-    """All records of a file that must hold no bad record."""
+    """All records of a file that must hold no bad record (what was skipped left out)."""
     results = list(read_interactions(path, format_name))
     errors = [r for r in results if isinstance(r, ValidationError)]
     assert errors == []
-    return results
+    return [r for r in results if isinstance(r, InteractionRecord)]
 
 
 def read_one_line(tmp_path: Path, record: dict, format_name: str) -> list[InteractionRecord]:
@@ -130,8 +130,9 @@ def test_openai_developer_role_tool_calls_and_request_user():
     assert record.timestamp == datetime(2025, 4, 22, 9, 9, 15)
     assert (record.session_id, record.user_id) == ("sess-31aa", "user-2207")
     assert record.metadata["finish_reason"] == "stop"
-    assert record.metadata["request_params"]["tools"][0]["function"]["name"] == "get_balance"
-    assert "user" not in record.metadata["request_params"]   # identities are record fields only
+    assert record.tools[0]["function"]["name"] == "get_balance"     # the request's tools
+    # tools are the record's, the user is an identity: no other request parameter is left
+    assert "request_params" not in record.metadata
     assert "log" not in record.metadata                       # only session_id was logged
 
 
@@ -274,6 +275,14 @@ def test_otel_skips_spans_that_are_not_model_calls_with_content():
     assert [r.source_id.split(":")[1] for r in read_ok(OTEL)] == [
         "b7ad6b7169203331", "00f067aa0ba902b7", "53995c3f42cd8ad8",
         "e457b5a2e4d86bd1", "1d3c5b7a9e0f2468", "9a8b7c6d5e4f3021"]
+    skipped = [r for r in read_interactions(OTEL) if isinstance(r, Skipped)]
+    assert {s.reason: s.count for s in skipped} == {
+        "non-GenAI spans": 1, "model-call spans without captured content": 1}
+    assert "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT" in next(
+        s.hint for s in skipped if s.reason.startswith("model-call"))
+    # the execute_tool span is kept, as context of the chat span of its trace
+    (execution,) = read_ok(OTEL)[0].context
+    assert execution["kind"] == "tool_execution"
 
 
 def test_otel_flattened_prompt_and_completion_attributes():
@@ -355,7 +364,8 @@ def test_otel_openllmetry_text_completion_and_embedding_spans(tmp_path):
         "llm.request.type": "embedding", "gen_ai.system": "openai",
         "gen_ai.request.model": "text-embedding-3-small",
         "gen_ai.prompt.0.content": "a text to embed"})
-    assert read_one_line(tmp_path, embedding, "otel-genai") == []
+    assert read_one_line(tmp_path, embedding, "otel-genai") == [
+        Skipped("non-chat spans (embedding)", 1)]
 
 
 def test_otel_keeps_no_identity_in_metadata():
@@ -414,7 +424,7 @@ def test_otel_span_without_ids_is_an_error(tmp_path):
 
 
 def test_otel_bad_fixture_rejects_exactly_line_2():
-    results = list(read_interactions(OTEL_BAD))
+    results = [r for r in read_interactions(OTEL_BAD) if not isinstance(r, Skipped)]
     assert [type(r).__name__ for r in results] == [
         "InteractionRecord", "InteractionRecord", "ValidationError"]
     assert_names_the_place(results[2], OTEL_BAD, 2,

@@ -15,20 +15,67 @@ import json
 from typing import Any
 
 from llmrca.ingest.formats import InteractionFormat, register_format
-from llmrca.ingest.records import InteractionRecord, Where, split_system
+from llmrca.ingest.records import InteractionRecord, Skipped, Where, split_system
 
 #: Keys of the log's own ``metadata`` that become record fields rather than metadata.
 _LOG_FIELDS = ("user_id", "session_id", "timestamp")
-#: Request keys that are not generation parameters (or that identify a person).
-_NOT_PARAMS = ("messages", "model", "user", "safety_identifier")
+#: Request keys that are not generation parameters (or that identify a person, or are the tool
+#: definitions, which are the record's ``tools``).
+_NOT_PARAMS = ("messages", "model", "user", "safety_identifier", "tools")
 
 
 def render_output(content: str | None, tool_calls: list[dict[str, Any]] | None) -> str | None:
-    """The answer as one text: the content, then (on a new line) the tool calls as a JSON list."""
+    """The answer as one text: the content, then (on a new line) the tool calls as a JSON list.
+
+    The calls are rendered in :func:`canonical_tool_calls` form, so that every source of one call
+    (the provider's log, spans, log events) renders the same text.
+    """
     if not tool_calls:
         return content
-    rendered = json.dumps(tool_calls, ensure_ascii=False)
+    rendered = json.dumps(canonical_tool_calls(tool_calls), ensure_ascii=False)
     return f"{content}\n{rendered}" if content else rendered
+
+
+def canonical_arguments(value: Any) -> str:
+    """Tool-call arguments as JSON text in one spelling: OpenAI sends compact text, telemetry
+    often a decoded object; both become ``json.dumps`` of the decoded value. Text that is not
+    JSON is kept as it is."""
+    if value is None:
+        return "{}"
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def canonical_tool_calls(tool_calls: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """OpenAI tool calls with keys in one order (``id``, ``type``, ``function``: ``name``,
+    ``arguments``, then any others sorted) and :func:`canonical_arguments`."""
+    if not tool_calls:
+        return tool_calls
+    out = []
+    for call in tool_calls:
+        function = call.get("function") or {}
+        canonical_function = {"name": function.get("name"),
+                              "arguments": canonical_arguments(function.get("arguments"))}
+        canonical_function.update({k: function[k] for k in sorted(function)
+                                   if k not in canonical_function})
+        entry: dict[str, Any] = {}
+        if call.get("id") is not None:
+            entry["id"] = str(call["id"])
+        entry["type"] = call.get("type") or "function"
+        entry["function"] = canonical_function
+        entry.update({k: call[k] for k in sorted(call) if k not in ("id", "type", "function")})
+        out.append(entry)
+    return out
+
+
+def canonical_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages whose assistant ``tool_calls`` are in :func:`canonical_tool_calls` form."""
+    return [{**m, "tool_calls": canonical_tool_calls(m["tool_calls"])} if m.get("tool_calls")
+            else m for m in messages]
 
 
 def check_tool_calls(where: Where, value: Any, field_name: str) -> list[dict[str, Any]] | None:
@@ -61,7 +108,7 @@ class OpenAIChatFormat(InteractionFormat):
         flat = "messages" in record and "choices" in record
         return wrapped or flat
 
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
         if not isinstance(record, dict):
             raise where.error(None, "a JSON object", record)
         if "request" in record:
@@ -77,8 +124,8 @@ class OpenAIChatFormat(InteractionFormat):
             req = resp = ""
         log = where.get(record, "metadata", dict, default={})
 
-        system_prompt, messages = split_system(where.messages(request.get("messages"),
-                                                              f"{req}messages"))
+        system_prompt, messages = split_system(canonical_messages(
+            where.messages(request.get("messages"), f"{req}messages")))
         if not messages:
             raise where.error(f"{req}messages", "at least one message besides system/developer")
 
@@ -96,7 +143,7 @@ class OpenAIChatFormat(InteractionFormat):
             output, finish_reason, tool_calls, refusal = answers[0]
             metadata["finish_reason"] = finish_reason
             if tool_calls:
-                metadata["output_tool_calls"] = tool_calls
+                metadata["output_tool_calls"] = canonical_tool_calls(tool_calls)
             if refusal is not None:
                 metadata["refusal"] = refusal
             if len(answers) > 1:
@@ -128,6 +175,7 @@ class OpenAIChatFormat(InteractionFormat):
                    or _as_id(where, request, "user", f"{req}user")
                    or _as_id(where, request, "safety_identifier", f"{req}safety_identifier"))
         timestamp = created or where.timestamp(log.get("timestamp"), "metadata.timestamp")
+        tools = where.get(request, "tools", list, path=f"{req}tools") if req else None
         return [InteractionRecord(
             source_format=self.name,
             source_file=where.file,
@@ -142,7 +190,7 @@ class OpenAIChatFormat(InteractionFormat):
             source_id=source_id,
             metadata=metadata,
             response_id=source_id,
-            tools=where.get(request, "tools", list, path=f"{req}tools"),
+            tools=tools or None,
         )]
 
 

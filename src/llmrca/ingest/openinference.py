@@ -350,10 +350,6 @@ def _llm_fields(span: _Span) -> dict[str, Any] | Skipped:
         params = request
     request_params = {k: v for k, v in (params or {}).items() if k not in _NOT_PARAMS}
     tools = _tools(where, attrs, request, apath)
-    if tools:
-        # As openai-chat records a request's parameters (tools included), so that the two
-        # sources of one call agree.
-        request_params["tools"] = tools
     if request_params:
         metadata["request_params"] = request_params
     request_user = next((str(params[k]) for k in ("user", "safety_identifier")

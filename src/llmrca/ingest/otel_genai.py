@@ -7,6 +7,12 @@ interaction. The current semantic conventions (``gen_ai.input.messages``,
 that existing logs still hold: ``gen_ai.prompt`` / ``gen_ai.completion`` attributes (JSON, plain
 text, or flattened as ``gen_ai.prompt.0.content``) and the per-message span events
 (``gen_ai.user.message``, ``gen_ai.choice``, ...). See docs/adapters.md for the field mapping.
+
+The file is read whole (two passes): conversation and user ids are taken from the span itself,
+else from its parent, grandparent, ... in the same trace, wherever in the file they are (the
+instrumentation's ``chat`` spans hold none; the app's ``invoke_agent`` span does).
+``execute_tool`` spans become ``tool_execution`` context items of the model call they belong
+to; every other span left out is counted in a :class:`Skipped` with its reason.
 """
 
 from __future__ import annotations
@@ -14,13 +20,21 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+from llmrca.errors import ValidationError
 from llmrca.ingest.formats import InteractionFormat, register_format
-from llmrca.ingest.openai_chat import check_tool_calls, render_output
-from llmrca.ingest.records import ROLES, InteractionRecord, Where, split_system
+from llmrca.ingest.openai_chat import (
+    canonical_messages,
+    canonical_tool_calls,
+    check_tool_calls,
+    render_output,
+)
+from llmrca.ingest.records import ROLES, InteractionRecord, Skipped, Where, split_system
 
 #: Span attributes that hold conversation content: they become record fields, not metadata.
 _CONTENT_KEYS = ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions",
@@ -59,9 +73,41 @@ class _Answer:
     tool_calls: list[dict[str, Any]] | None
 
 
+@dataclass
+class _Span:
+    """One decoded span of an export line, kept for the second pass over the file."""
+
+    where: Where
+    path: str
+    span: dict[str, Any]
+    attrs: dict[str, Any]
+    events: list[_Event]
+    resource: dict[str, Any]
+    scope: dict[str, str]
+    trace_id: str | None
+    span_id: str | None
+    parent_span_id: str | None
+
+    @property
+    def operation(self) -> Any:
+        return self.attrs.get("gen_ai.operation.name")
+
+    @property
+    def start(self) -> int:
+        value = self.span.get("startTimeUnixNano")
+        return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else 0
+
+
 @register_format
 class OtelGenAIFormat(InteractionFormat):
-    """OTLP JSON trace exports holding OpenTelemetry GenAI spans."""
+    """OTLP JSON trace exports holding OpenTelemetry GenAI spans.
+
+    The whole file is read in two passes (:meth:`parse_file`): the first indexes every span by
+    (trace id, span id), the second builds one record per model-call span, resolving its
+    conversation and user through its ancestors (the app's ``invoke_agent`` span usually holds
+    ``gen_ai.conversation.id``, the instrumentation's ``chat`` span does not), wherever in the
+    file they are, and attaching each ``execute_tool`` span to the call it belongs to.
+    """
 
     name = "otel-genai"
     description = "OpenTelemetry GenAI spans as OTLP JSON (one export per line, or a .json document)"
@@ -70,55 +116,82 @@ class OtelGenAIFormat(InteractionFormat):
         return (isinstance(record, dict) and isinstance(record.get("resourceSpans"), list)
                 and not has_span_attribute(record, OPENINFERENCE_KIND))
 
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
-        if not isinstance(record, dict):
-            raise where.error(None, "an OTLP JSON export object", record)
-        records = []
-        for r, resource_spans in enumerate(where.get(record, "resourceSpans", list, required=True)):
-            rpath = f"resourceSpans.{r}"
-            if not isinstance(resource_spans, dict):
-                raise where.error(rpath, "a resourceSpans object", resource_spans)
-            resource = where.get(resource_spans, "resource", dict, path=f"{rpath}.resource",
-                                 default={})
-            resource_attrs = _attributes(where, resource.get("attributes"),
-                                         f"{rpath}.resource.attributes")
-            # OTLP before 0.15 called scopeSpans "instrumentationLibrarySpans".
-            scopes_key = ("scopeSpans" if "scopeSpans" in resource_spans
-                          else "instrumentationLibrarySpans")
-            for s, scope_spans in enumerate(where.get(resource_spans, scopes_key, list,
-                                                      path=f"{rpath}.{scopes_key}", default=[])):
-                spath = f"{rpath}.{scopes_key}.{s}"
-                if not isinstance(scope_spans, dict):
-                    raise where.error(spath, "a scopeSpans object", scope_spans)
-                scope_key = "scope" if "scope" in scope_spans else "instrumentationLibrary"
-                scope = where.get(scope_spans, scope_key, dict, path=f"{spath}.{scope_key}",
-                                  default={})
-                scope_info = {k: scope[k] for k in ("name", "version")
-                              if isinstance(scope.get(k), str) and scope[k]}
-                spans = where.get(scope_spans, "spans", list, path=f"{spath}.spans", default=[])
-                for k, span in enumerate(spans):
-                    interaction = self._span(where, span, f"{spath}.spans.{k}", resource_attrs,
-                                             scope_info)
-                    if interaction is not None:
-                        records.append(interaction)
-        return records
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
+        """One export on its own (ancestors in other lines are not seen; see parse_file)."""
+        out = []
+        for item in self._build([(where.line, _decode_export(where, record))]):
+            if isinstance(item, ValidationError):
+                raise item
+            out.append(item)
+        return out
 
-    def _span(self, where: Where, span: Any, path: str, resource: dict[str, Any],
-              scope: dict[str, str]) -> InteractionRecord | None:
-        if not isinstance(span, dict):
-            raise where.error(path, "a span object", span)
-        attrs = _attributes(where, span.get("attributes"), f"{path}.attributes")
-        events = _events(where, span.get("events"), f"{path}.events")
-        if not (any(key.startswith("gen_ai.") for key in attrs)
-                or any(event.name.startswith("gen_ai.") for event in events)):
-            return None
-        operation = attrs.get("gen_ai.operation.name")
-        if isinstance(operation, str) and operation not in _MODEL_CALLS:
-            return None
-        if attrs.get("llm.request.type") in _NOT_CONVERSATIONS:
-            return None
+    def parse_file(self, path: Path, records: Iterable[tuple[int, Any]]
+                   ) -> Iterator[InteractionRecord | Skipped | ValidationError]:
+        lines: list[tuple[int | None, list[_Span] | ValidationError]] = []
+        for line, record in records:
+            if isinstance(record, ValidationError):
+                lines.append((line, record))
+                continue
+            where = Where(str(path), line)
+            try:
+                lines.append((line, _decode_export(where, record)))
+            except ValidationError as exc:
+                lines.append((line, exc))
+        yield from self._build(lines)
+
+    def _build(self, lines: list[tuple[int | None, list[_Span] | ValidationError]]
+               ) -> Iterator[InteractionRecord | Skipped | ValidationError]:
+        tree = {(sp.trace_id, sp.span_id): sp for _, spans in lines if isinstance(spans, list)
+                for sp in spans if sp.trace_id and sp.span_id}
+        skipped: dict[str, int] = {}
+        built: list[list[InteractionRecord] | ValidationError] = []
+        calls: list[tuple[_Span, InteractionRecord]] = []
+        tools: list[_Span] = []
+        for _, spans in lines:
+            if isinstance(spans, ValidationError):
+                built.append(spans)
+                continue
+            out: list[tuple[_Span, InteractionRecord]] = []
+            line_tools: list[_Span] = []
+            line_skipped: dict[str, int] = {}
+            try:
+                for sp in spans:
+                    reason = _not_a_model_call(sp)
+                    if reason == "execute_tool":
+                        line_tools.append(sp)
+                    elif reason is not None:
+                        line_skipped[reason] = line_skipped.get(reason, 0) + 1
+                    else:
+                        record = self._record(sp, tree)
+                        if record is None:
+                            line_skipped[NO_CONTENT] = line_skipped.get(NO_CONTENT, 0) + 1
+                        else:
+                            out.append((sp, record))
+            except ValidationError as exc:      # one bad span rejects its export line
+                built.append(exc)
+                continue
+            built.append([record for _, record in out])
+            calls.extend(out)
+            tools.extend(line_tools)
+            for reason, n in line_skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + n
+        for tool in tools:
+            target = _tool_target(tool, calls)
+            if target is None:
+                skipped[NO_CALL_FOR_TOOL] = skipped.get(NO_CALL_FOR_TOOL, 0) + 1
+            else:
+                target.context.append(_tool_execution(tool))
+        for item in built:
+            if isinstance(item, ValidationError):
+                yield item
+            else:
+                yield from item
+        for reason, n in skipped.items():
+            yield Skipped(reason, n, hint=CONTENT_HINT if reason == NO_CONTENT else None)
+
+    def _record(self, sp: _Span, tree: dict[tuple[Any, Any], _Span]) -> InteractionRecord | None:
+        where, path, attrs, events, span = sp.where, sp.path, sp.attrs, sp.events, sp.span
         apath = f"{path}.attributes"
-
         system_parts = []
         if attrs.get("gen_ai.system_instructions") is not None:
             system_parts.append(_instructions(where, attrs["gen_ai.system_instructions"],
@@ -139,9 +212,8 @@ class OtelGenAIFormat(InteractionFormat):
         model = (_string(where, attrs, "gen_ai.response.model", apath)
                  or _string(where, attrs, "gen_ai.request.model", apath))
         metadata: dict[str, Any] = {"trace_id": trace_id, "span_id": span_id}
-        parent = span.get("parentSpanId")
-        if isinstance(parent, str) and parent:
-            metadata["parent_span_id"] = parent
+        if sp.parent_span_id:
+            metadata["parent_span_id"] = sp.parent_span_id
         if isinstance(span.get("name"), str):
             metadata["span_name"] = span["name"]
         if isinstance(span.get("status"), dict) and span["status"]:
@@ -149,36 +221,210 @@ class OtelGenAIFormat(InteractionFormat):
         metadata["attributes"] = {key: value for key, value in attrs.items()
                                   if key not in _CONTENT_KEYS and key not in _IDENTITY_KEYS
                                   and not _INDEXED.match(key)}
-        metadata["resource"] = dict(resource)     # records of one export must not share it
-        if scope:
-            metadata["scope"] = scope
-        output = None
-        if answers:
-            first = answers[0]
-            output = render_output(first.content, first.tool_calls)
-            metadata["finish_reason"] = first.finish_reason
-            if first.tool_calls:
-                metadata["output_tool_calls"] = first.tool_calls
-            if len(answers) > 1:
-                metadata["other_outputs"] = [render_output(a.content, a.tool_calls)
-                                             for a in answers[1:]]
+        metadata["resource"] = dict(sp.resource)     # records of one export must not share it
+        if sp.scope:
+            metadata["scope"] = sp.scope
+        output = answer_metadata(answers, metadata)
+        session = (_string(where, attrs, "gen_ai.conversation.id", apath)
+                   or _string(where, attrs, "session.id", apath)
+                   or _from_ancestors(sp, tree, ("gen_ai.conversation.id", "session.id")))
+        user = (_string(where, attrs, "user.id", apath)
+                or _string(where, attrs, "enduser.id", apath)
+                or _from_ancestors(sp, tree, ("user.id", "enduser.id")))
         return InteractionRecord(
             source_format=self.name,
             source_file=where.file,
             source_line=where.line,
-            messages=messages,
+            messages=canonical_messages(messages),
             output=output,
             system_prompt="\n".join(system_parts) if system_parts else None,
             model_version=model,
             timestamp=_start_time(where, span.get("startTimeUnixNano"),
                                   f"{path}.startTimeUnixNano"),
-            session_id=(_string(where, attrs, "gen_ai.conversation.id", apath)
-                        or _string(where, attrs, "session.id", apath)),
-            user_id=(_string(where, attrs, "user.id", apath)
-                     or _string(where, attrs, "enduser.id", apath)),
+            session_id=session,
+            user_id=user,
             source_id=f"{trace_id}:{span_id}",
             metadata=metadata,
+            response_id=_string(where, attrs, "gen_ai.response.id", apath),
+            trace_id=trace_id,
+            span_id=span_id,
+            parent_span_id=sp.parent_span_id,
+            tools=tool_definitions(where, attrs.get("gen_ai.tool.definitions"),
+                                   f"{apath}.gen_ai.tool.definitions"),
         )
+
+
+#: Skip reason of model-call spans (and log events) whose content was not captured.
+NO_CONTENT = "model-call spans without captured content"
+#: Skip reason of execute_tool spans whose trace holds no model call to attach them to.
+NO_CALL_FOR_TOOL = "execute_tool spans with no model call to attach to"
+#: What to do about content that was not captured (shown once under the ingest summary).
+CONTENT_HINT = (
+    "OpenTelemetry GenAI instrumentations record message content only when asked (opt-in). "
+    "Set OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=span_only (content on spans), "
+    "event_only (in gen_ai.client.inference.operation.details log events) or span_and_event, "
+    "with OTEL_SEMCONV_STABILITY_OPT_IN=gen_ai_latest_experimental "
+    "(opentelemetry-instrumentation-openai-v2 2.x); instrumentations still on the v1.30 "
+    "conventions take =true (per-message log events). Then export again.")
+
+
+def answer_metadata(answers: list[_Answer], metadata: dict[str, Any]) -> str | None:
+    """The output text of the first answer; its finish reason, tool calls and the other
+    answers go to ``metadata`` (the same keys as openai-chat, so sources of one call agree)."""
+    if not answers:
+        return None
+    first = answers[0]
+    calls = canonical_tool_calls(first.tool_calls)
+    metadata["finish_reason"] = first.finish_reason
+    if calls:
+        metadata["output_tool_calls"] = calls
+    if len(answers) > 1:
+        metadata["other_outputs"] = [render_output(a.content, a.tool_calls) for a in answers[1:]]
+    return render_output(first.content, calls)
+
+
+def tool_definitions(where: Where, value: Any, name: str) -> list[dict[str, Any]] | None:
+    """``gen_ai.tool.definitions`` (JSON text or structured) in OpenAI's ``tools`` shape:
+    semconv's flat ``{"type", "name", "description", "parameters"}`` becomes
+    ``{"type": "function", "function": {...}}``; OpenAI-shaped entries stay as they are."""
+    value = _json(where, value, name, plain_text=False)
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise where.error(name, "a list of tool definitions", value)
+    out = []
+    for i, tool in enumerate(value):
+        if not isinstance(tool, dict):
+            raise where.error(f"{name}.{i}", "a tool definition object", tool)
+        if "function" in tool or "name" not in tool:
+            out.append(tool)
+        else:
+            function = {k: v for k, v in tool.items() if k != "type"}
+            out.append({"type": tool.get("type") or "function", "function": function})
+    return out or None
+
+
+def _decode_export(where: Where, record: Any) -> list[_Span]:
+    """Every span of one OTLP trace export, attributes and events decoded."""
+    if not isinstance(record, dict):
+        raise where.error(None, "an OTLP JSON export object", record)
+    out = []
+    for r, resource_spans in enumerate(where.get(record, "resourceSpans", list, required=True)):
+        rpath = f"resourceSpans.{r}"
+        if not isinstance(resource_spans, dict):
+            raise where.error(rpath, "a resourceSpans object", resource_spans)
+        resource = where.get(resource_spans, "resource", dict, path=f"{rpath}.resource",
+                             default={})
+        resource_attrs = _attributes(where, resource.get("attributes"),
+                                     f"{rpath}.resource.attributes")
+        # OTLP before 0.15 called scopeSpans "instrumentationLibrarySpans".
+        scopes_key = ("scopeSpans" if "scopeSpans" in resource_spans
+                      else "instrumentationLibrarySpans")
+        for s, scope_spans in enumerate(where.get(resource_spans, scopes_key, list,
+                                                  path=f"{rpath}.{scopes_key}", default=[])):
+            spath = f"{rpath}.{scopes_key}.{s}"
+            if not isinstance(scope_spans, dict):
+                raise where.error(spath, "a scopeSpans object", scope_spans)
+            scope_info = scope_of(where, scope_spans, spath)
+            spans = where.get(scope_spans, "spans", list, path=f"{spath}.spans", default=[])
+            for k, span in enumerate(spans):
+                path = f"{spath}.spans.{k}"
+                if not isinstance(span, dict):
+                    raise where.error(path, "a span object", span)
+                out.append(_Span(
+                    where, path, span, _attributes(where, span.get("attributes"),
+                                                   f"{path}.attributes"),
+                    _events(where, span.get("events"), f"{path}.events"), resource_attrs,
+                    scope_info, _optional_id(span.get("traceId")),
+                    _optional_id(span.get("spanId")), _optional_id(span.get("parentSpanId"))))
+    return out
+
+
+def scope_of(where: Where, scope_block: dict[str, Any], path: str) -> dict[str, str]:
+    """``{"name", "version"}`` of a scopeSpans / scopeLogs block's instrumentation scope."""
+    scope_key = "scope" if "scope" in scope_block else "instrumentationLibrary"
+    scope = where.get(scope_block, scope_key, dict, path=f"{path}.{scope_key}", default={})
+    return {k: scope[k] for k in ("name", "version") if isinstance(scope.get(k), str) and scope[k]}
+
+
+def _optional_id(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _not_a_model_call(sp: _Span) -> str | None:
+    """None for a model-call span; ``"execute_tool"``; else the reason the span is skipped."""
+    if not (any(key.startswith("gen_ai.") for key in sp.attrs)
+            or any(event.name.startswith("gen_ai.") for event in sp.events)):
+        return "non-GenAI spans"
+    operation = sp.operation
+    if operation == "execute_tool":
+        return "execute_tool"
+    if isinstance(operation, str) and operation not in _MODEL_CALLS:
+        return f"non-chat spans ({operation})"
+    request_type = sp.attrs.get("llm.request.type")
+    if request_type in _NOT_CONVERSATIONS:
+        return f"non-chat spans ({request_type})"
+    return None
+
+
+def _from_ancestors(sp: _Span, tree: dict[tuple[Any, Any], _Span], keys: tuple[str, ...]
+                    ) -> str | None:
+    """The first of ``keys`` set on the parent, else the grandparent, ... (same trace)."""
+    seen = {sp.span_id}
+    node = tree.get((sp.trace_id, sp.parent_span_id))
+    while node is not None and node.span_id not in seen:
+        seen.add(node.span_id)
+        for key in keys:
+            value = node.attrs.get(key)
+            if isinstance(value, (str, int)) and not isinstance(value, bool) and value != "":
+                return str(value)
+        node = tree.get((node.trace_id, node.parent_span_id))
+    return None
+
+
+def _tool_target(tool: _Span, calls: list[tuple[_Span, InteractionRecord]]
+                 ) -> InteractionRecord | None:
+    """The model call an ``execute_tool`` span belongs to, in the same trace: the call whose
+    output requested this tool call id; else the last call under the same parent that started
+    before the tool; else the last call of the trace that started before it."""
+    same_trace = [(sp, rec) for sp, rec in calls if sp.trace_id == tool.trace_id]
+    call_id = tool.attrs.get("gen_ai.tool.call.id")
+    if call_id is not None:
+        for _, rec in same_trace:
+            if any(c.get("id") == str(call_id)
+                   for c in rec.metadata.get("output_tool_calls") or []):
+                return rec
+    before = sorted(((sp, rec) for sp, rec in same_trace if sp.start <= tool.start),
+                    key=lambda pair: pair[0].start)
+    siblings = [rec for sp, rec in before if sp.parent_span_id == tool.parent_span_id]
+    if siblings:
+        return siblings[-1]
+    return before[-1][1] if before else None
+
+
+def _tool_execution(tool: _Span) -> dict[str, Any]:
+    """An ``execute_tool`` span as a ``context`` item of its model call."""
+    attrs = tool.attrs
+    item: dict[str, Any] = {"kind": "tool_execution"}
+    for key, attr in (("name", "gen_ai.tool.name"), ("call_id", "gen_ai.tool.call.id"),
+                      ("type", "gen_ai.tool.type"), ("description", "gen_ai.tool.description"),
+                      ("arguments", "gen_ai.tool.call.arguments"),
+                      ("result", "gen_ai.tool.call.result")):
+        value = attrs.get(attr)
+        if value is None:
+            continue
+        if key in ("arguments", "result") and isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        item[key] = value
+    item["span_id"] = tool.span_id
+    if isinstance(tool.span.get("name"), str):
+        item["span_name"] = tool.span["name"]
+    if isinstance(tool.span.get("status"), dict) and tool.span["status"]:
+        item["status"] = tool.span["status"]
+    return item
 
 
 # --- OTLP JSON encoding ---------------------------------------------------------------------------
