@@ -461,3 +461,28 @@ def test_register_zoo_refuses_to_mix_training_data(test_zoo, store, tmp_path):
     other = replace(test_zoo, training_data={**test_zoo.training_data, "assistant-v2": changed})
     with pytest.raises(ZooBuildError, match="1 training example.*assistant-v2.*fresh store"):
         register_zoo(store, other)
+
+
+@pytest.mark.slow
+def test_a_corrupted_zoo_cache_is_not_reused(test_zoo, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from llmrca.zoo import build as zoo_build
+
+    copy = tmp_path / "zoo" / test_zoo.root.name
+    shutil.copytree(test_zoo.root, copy)
+    weights = copy / test_zoo.models["assistant-v2"].relative_to(test_zoo.root) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF                      # one flipped byte in the weights
+    weights.write_bytes(bytes(data))
+    with pytest.raises(zoo_build.ZooCacheError, match="does not match the sha256"):
+        zoo_build.load_zoo(copy)
+    rebuilt = []
+    monkeypatch.setattr(zoo_build, "_build", lambda spec, root, **kw: rebuilt.append(root) or "new")
+    assert zoo_build.build_zoo(TEST_SPEC, cache_dir=tmp_path) == "new"
+    assert rebuilt == [copy] and "rebuilding it" in capsys.readouterr().err
+    # A truncated manifest is a clear error too, not a traceback.
+    manifest = copy / "zoo.json"
+    manifest.write_text(manifest.read_text()[:40])
+    with pytest.raises(zoo_build.ZooCacheError, match="unreadable"):
+        zoo_build.load_zoo(copy)

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -130,6 +131,10 @@ class ZooBuild:
 
 
 # -- files ----------------------------------------------------------------------------------------
+class ZooCacheError(ZooBuildError):
+    """A cached zoo's files are missing, unreadable or do not match its manifest's hashes."""
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -174,10 +179,19 @@ def load_zoo(root: str | os.PathLike) -> ZooBuild:
     if not manifest_path.exists():
         from llmrca.errors import NotFoundError
         raise NotFoundError(f"no built zoo at {root} (no {MANIFEST}); run `llmrca zoo build`")
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    spec = ZooSpec.from_dict(json.loads((root / "spec.json").read_text(encoding="utf-8")),
-                             file=str(root / "spec.json"))
-    versions = manifest["versions"]
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        versions = manifest["versions"]
+        for version, info in versions.items():
+            weights = root / info["folder"] / "model.safetensors"
+            if not weights.is_file() or sha256_file(weights) != info["weights_sha256"]:
+                raise ZooCacheError(f"cached zoo at {root}: {weights} is missing or does not "
+                                    f"match the sha256 in {MANIFEST} (version {version})")
+        spec = ZooSpec.from_dict(json.loads((root / "spec.json").read_text(encoding="utf-8")),
+                                 file=str(root / "spec.json"))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ZooCacheError(f"cached zoo at {root} is unreadable ({type(exc).__name__}: {exc}); "
+                            "rebuild it with `llmrca zoo build --force`") from None
     table = counts = None
     if (root / "behaviour.json").exists():
         from llmrca.zoo.behaviour import BehaviourReport
@@ -235,7 +249,12 @@ def build_zoo(spec: ZooSpec = DEFAULT_SPEC, cache_dir: str | os.PathLike | None 
     root = zoo_root(spec, cache_dir)
     with _build_lock(root):
         if not force and (root / MANIFEST).exists():
-            build = load_zoo(root)
+            try:
+                build = load_zoo(root)
+            except ZooCacheError as exc:
+                # Training is deterministic: a rebuild gives the weights the manifest recorded.
+                print(f"llmrca: {exc}; rebuilding it", file=sys.stderr)
+                return _build(spec, root, check=check, progress=progress)
             if check and not build.checked:
                 build = _check_cached(build)
             elif check:
