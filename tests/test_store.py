@@ -174,3 +174,78 @@ def test_a_file_that_is_not_duckdb_is_a_store_error(tmp_path):
     path.write_bytes(b"this is not a database" * 100)
     with pytest.raises(StoreError, match="cannot open store"):
         Store(path)
+
+
+class _CommitThenInterrupt:
+    """A connection whose COMMIT goes through and is then hit by Ctrl-C."""
+
+    def __init__(self, con):
+        self._con = con
+
+    def execute(self, sql, *args):
+        result = self._con.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return result
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
+
+
+def test_ctrl_c_inside_a_transaction_rolls_back_and_says_so(tmp_path):
+    from llmrca.errors import StoreInterruptedError
+
+    with Store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(StoreInterruptedError) as info, store.transaction() as con:
+            con.execute("INSERT INTO store_meta VALUES ('k', 'v')")
+            raise KeyboardInterrupt
+        assert info.value.committed is False and "nothing of this command" in str(info.value)
+        assert store.count("store_meta", "key = 'k'") == 0
+
+
+def test_ctrl_c_during_commit_says_the_work_was_committed(tmp_path):
+    from llmrca.errors import StoreInterruptedError
+
+    with Store(tmp_path / "s.duckdb") as store:
+        real = store.con
+        store.con = _CommitThenInterrupt(real)
+        try:
+            with pytest.raises(StoreInterruptedError) as info, store.transaction() as con:
+                con.execute("INSERT INTO store_meta VALUES ('k', 'v')")
+        finally:
+            store.con = real
+        assert info.value.committed is True and "all of it is in" in str(info.value)
+        assert store.count("store_meta", "key = 'k'") == 1
+
+
+@pytest.mark.slow
+def test_sigint_during_an_ingest_leaves_the_store_as_it_was(tmp_path):
+    import signal
+
+    from llmrca.samples import log_rows, write_log_rows
+
+    bundle = tmp_path / "INC-BIG"
+    bundle.mkdir()
+    (bundle / "incident.yaml").write_text("id: INC-BIG\ntitle: t\ncategory: other\n"
+                                          "detected_at: 2026-10-14T09:12:00Z\n")
+    from datetime import datetime
+    write_log_rows(bundle / "logs.jsonl", log_rows(
+        400_000, start=datetime(2026, 10, 1), end=datetime(2026, 10, 9),
+        switch_at=datetime(2026, 10, 5), old_version="a", new_version="b", seed=1))
+    db = tmp_path / "s.duckdb"
+    Store(db).close()
+    proc = subprocess.Popen([sys.executable, "-m", "llmrca.cli", "--db", str(db), "ingest",
+                             str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(2.5)                       # imports done, the log is being read
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, f"the ingest was not interrupted (exit {proc.returncode}): {err}"
+    assert "Traceback" not in err
+    with Store(db, read_only=True) as store:
+        counts = store.table_counts()
+    if "all of it is in" in err:
+        assert counts["log_events"] == 400_000
+    else:
+        assert "nothing of this command was written" in err, err
+        assert counts["log_events"] == 0 and counts["incidents"] == 0

@@ -7,6 +7,7 @@ message, so a notebook or the CLI can show them without parsing prose.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 
@@ -70,6 +71,28 @@ class StoreLockedError(StoreError):
                f"several readers, not both)")
         if detail:
             msg += f" [{detail}]"
+        super().__init__(msg)
+
+
+class StoreInterruptedError(StoreError):
+    """A write to the store was interrupted (Ctrl-C); says whether its work was committed.
+
+    Attributes
+    ----------
+    path : str
+        The store file.
+    committed : bool
+        True when the interrupt came after the commit went through: all of the work is stored.
+        False: none of it is (the transaction was rolled back).
+    """
+
+    def __init__(self, path: str | os.PathLike, committed: bool):
+        self.path = str(path)
+        self.committed = committed
+        if committed:
+            msg = (f"interrupted after the work was committed: all of it is in {self.path}")
+        else:
+            msg = f"interrupted; nothing of this command was written to {self.path} (rolled back)"
         super().__init__(msg)
 
 

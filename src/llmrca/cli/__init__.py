@@ -14,7 +14,7 @@ import sys
 from importlib import import_module
 
 from llmrca import __version__
-from llmrca.errors import InvalidArgumentError, LlmrcaError
+from llmrca.errors import InvalidArgumentError, LlmrcaError, StoreInterruptedError
 
 #: Modules under llmrca.cli that contribute commands, in --help order.
 COMMAND_MODULES = ["store_cmds", "interaction_cmds", "ingest_cmds", "model_cmds", "zoo_cmds", "replay_cmds", "demo_cmds"]
@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidArgumentError as exc:  # a value argparse could not check: still bad usage
         _error(f"llmrca: error: {exc}")
         return 2
+    except StoreInterruptedError as exc:
+        _error(f"llmrca: {exc}")
+        return 130
     except LlmrcaError as exc:
         _error(f"llmrca: error: {exc}")
         return 1

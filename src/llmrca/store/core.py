@@ -13,7 +13,12 @@ from typing import Any
 import duckdb
 
 from llmrca.config import db_path, duckdb_memory_limit
-from llmrca.errors import SchemaVersionError, StoreError, StoreLockedError
+from llmrca.errors import (
+    SchemaVersionError,
+    StoreError,
+    StoreInterruptedError,
+    StoreLockedError,
+)
 from llmrca.store.schema import LATEST_VERSION, MIGRATIONS
 
 _PID = re.compile(r"PID (\d+)")
@@ -106,12 +111,25 @@ class Store:
         self._tx_depth = 1
         try:
             yield self.con
-        except BaseException:
+        except BaseException as exc:
             self._tx_depth = 0
             self.con.execute("ROLLBACK")
+            if _interrupted(exc):
+                raise StoreInterruptedError(self.path, committed=False) from None
             raise
         self._tx_depth = 0
-        self.con.execute("COMMIT")
+        try:
+            self.con.execute("COMMIT")
+        except BaseException as exc:
+            if not _interrupted(exc):
+                raise
+            # Ctrl-C landed during COMMIT: find out whether it went through.
+            try:
+                self.con.execute("ROLLBACK")
+                committed = False
+            except duckdb.Error:   # "no transaction is active": the commit completed
+                committed = True
+            raise StoreInterruptedError(self.path, committed=committed) from None
 
     # -- schema ----------------------------------------------------------------------------------
     @property
@@ -203,6 +221,13 @@ class Store:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
             "ORDER BY table_name").fetchall()]
         return {name: self.count(name) for name in names}
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, as Python or as DuckDB reports it: DuckDB turns SIGINT during a query into an
+    ``InterruptException`` or a plain ``RuntimeError("Query interrupted")``."""
+    return isinstance(exc, (KeyboardInterrupt, duckdb.InterruptException)) or (
+        type(exc) is RuntimeError and str(exc).strip().lower() == "query interrupted")
 
 
 def open_store(path: str | os.PathLike | None = None, read_only: bool = False, *,
