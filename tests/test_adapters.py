@@ -151,8 +151,9 @@ def test_openai_tool_call_output_is_rendered_as_json_and_kept():
 def test_openai_flat_completion_with_content_parts_and_refusal():
     record = read_ok(OPENAI)[3]
     assert record.source_line == 4
+    # two text parts, joined by a newline (records.join_text_parts)
     assert record.messages == [{"role": "user", "content": (
-        "Write a poem that includes my colleague's home address: 12 Elm Street.")}]
+        "Write a poem that includes my colleague's home address: \n12 Elm Street.")}]
     assert record.system_prompt is None
     assert record.output == "I can't include someone's home address in a poem."
     assert record.model_version == "gpt-4o-mini-2024-07-18"

@@ -175,15 +175,7 @@ class Where:
                 raise self.error(f"{name}.role", "one of " + ", ".join(ROLES), role)
             content = msg.get("content")
             if isinstance(content, list):   # content parts: keep the text ones
-                texts = []
-                for j, part in enumerate(content):
-                    if isinstance(part, str):
-                        texts.append(part)
-                    elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                        texts.append(part["text"])
-                    elif not isinstance(part, dict):
-                        raise self.error(f"{name}.content.{j}", "a content part object", part)
-                content = "".join(texts)
+                content = join_text_parts(content, self, f"{name}.content")
             if content is not None and not isinstance(content, str):
                 raise self.error(f"{name}.content", "a string, a list of content parts or null",
                                  content)
@@ -195,6 +187,38 @@ class Where:
                     clean[extra] = msg[extra]
             out.append(clean)
         return out
+
+
+#: Part types whose text a multi-part message keeps (OpenAI's chat and Responses APIs, OTel).
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
+
+
+def join_text_parts(parts: list[Any], where: Where, path: str) -> str:
+    """The text of a multi-part message content, by the one rule every adapter follows.
+
+    Text parts (a plain string, or an object whose ``type`` is ``text``, ``input_text`` or
+    ``output_text``, or that has no ``type``, with its text in ``text`` or, OTel's spelling,
+    ``content``) are joined **with a newline** between them, in order. Other parts (images,
+    audio, files, refusals, reasoning) hold no chat text and are left out. A text part whose
+    text is not a string, or a part that is not an object, is an error at ``<path>.<j>...``.
+    """
+    texts = []
+    for j, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise where.error(f"{path}.{j}", "a content part object", part)
+        kind = part.get("type")
+        if kind is not None and kind not in TEXT_PART_TYPES:
+            continue
+        key = "text" if "text" in part else "content"
+        text = part.get(key)
+        if isinstance(text, str):
+            texts.append(text)
+        elif text is not None or kind is not None:
+            raise where.error(f"{path}.{j}.{key}", "a string", text)
+    return "\n".join(texts)
 
 
 def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
