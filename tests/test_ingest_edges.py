@@ -4,14 +4,17 @@ hitlog, and the one rule for multi-part message text."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import llmrca.ingest.adapters  # noqa: F401  (registers the formats)
-from llmrca.ingest import read_interactions
-from llmrca.ingest.records import InteractionRecord
+from llmrca.errors import ValidationError
+from llmrca.ingest import ingest_file, read_interactions
+from llmrca.ingest.records import InteractionRecord, unencodable_field
 from llmrca.store.ingest_writes import upsert_incident
+from llmrca.textcheck import UNENCODABLE_EXPECTED
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OPENAI = FIXTURES / "openai" / "chat_completions.jsonl"
@@ -44,6 +47,108 @@ def incident(store):
 def rejects(store) -> list[tuple]:
     return store.con.execute("SELECT line, field, reason, raw FROM ingest_rejects "
                              "ORDER BY line").fetchall()
+
+
+# --- 5. text that cannot be stored ------------------------------------------------------------
+
+def _native(tmp_path):
+    good, bad = dict(NATIVE), dict(NATIVE)
+    bad["messages"] = [{"role": "user", "content": f"look {LONE} here"}]
+    return write_jsonl(tmp_path / "native.jsonl", [good, bad]), 2, "messages.0.content"
+
+
+def _openai(tmp_path):
+    records = lines(OPENAI)
+    records[1]["request"]["messages"][1]["content"] = f"cut emoji {LONE}"
+    return write_jsonl(tmp_path / "openai.jsonl", records), 2, "request.messages.1.content"
+
+
+def _otel(tmp_path):
+    records = lines(OTEL)
+    span = records[0]["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
+    attribute = next(a for a in span["attributes"] if a["key"] == "gen_ai.input.messages")
+    # the messages are JSON text inside the attribute: the surrogate's escape is escaped twice
+    attribute["value"]["stringValue"] = json.dumps(
+        [{"role": "user", "parts": [{"type": "text", "content": f"hi {LONE}"}]}])
+    return (write_jsonl(tmp_path / "otel.jsonl", records), 1,
+            f"{SPAN1}.attributes.gen_ai.input.messages.0.parts.0.content")
+
+
+def _garak(tmp_path):
+    records = lines(GARAK)
+    assert records[3]["status"] == 2    # line 4: the first completed attempt
+    records[3]["outputs"][1]["text"] = f"partial {LONE}"
+    return write_jsonl(tmp_path / "report.jsonl", records), 4, "outputs.1.text"
+
+
+@pytest.mark.parametrize("make", [_native, _openai, _otel, _garak],
+                         ids=["llmrca", "openai-chat", "otel-genai", "garak"])
+def test_a_lone_surrogate_is_refused_with_file_line_and_field(store, incident, tmp_path, make):
+    path, line, field = make(tmp_path)
+    # the interactions of the other lines, which --skip-invalid keeps
+    kept = sum(1 for r in read_interactions(path)
+               if isinstance(r, InteractionRecord) and r.source_line != line)
+    assert kept >= 1
+    # The reader names it before any adapter runs ...
+    errors = [r for r in read_interactions(path) if isinstance(r, ValidationError)]
+    assert [(e.file, e.line, e.field, e.expected) for e in errors] == [
+        (str(path), line, field, UNENCODABLE_EXPECTED)]
+    assert LONE in errors[0].got
+    # ... ingest stops on it, leaving the store as it was ...
+    before = store.table_counts()
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident)
+    assert (info.value.file, info.value.line, info.value.field) == (str(path), line, field)
+    assert f"line {line}: field '{field}': expected text that is valid Unicode" in str(info.value)
+    assert store.table_counts() == before
+    # ... and --skip-invalid keeps the other interactions and the line as a reject.
+    report = ingest_file(store, path, incident_id=incident, skip_invalid=True)
+    assert (report.inserted, report.rejected) == (kept, 1)
+    assert store.count("interactions") == kept
+    assert rejects(store) == [(line, field, UNENCODABLE_EXPECTED, None)]
+
+
+def test_bytes_that_are_not_utf8_are_refused_like_a_surrogate(store, incident, tmp_path):
+    path = tmp_path / "native.jsonl"
+    good = json.dumps(NATIVE).encode()
+    bad = json.dumps({**NATIVE, "output": "XX"}).encode().replace(b"XX", b"\xed\xa0\xbd")
+    path.write_bytes(good + b"\n" + bad + b"\n")
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident)
+    assert (info.value.line, info.value.field) == (2, "output")
+
+
+def test_what_an_adapter_decodes_is_checked_too_named_by_the_record_field(tmp_path):
+    # The reader's check sees the input; the backstop after the adapter names a record field.
+    path = write_jsonl(tmp_path / "n.jsonl", [NATIVE])
+    (record,) = read_interactions(path)
+    assert unencodable_field(record) is None
+    broken = replace(record, metadata={"note": f"x{LONE}"})
+    assert unencodable_field(broken) == ("metadata.note", f"x{LONE}")
+
+
+def test_a_lone_surrogate_in_a_log_line(store, incident, tmp_path):
+    log = tmp_path / "logs.jsonl"
+    rows = [{"timestamp": "2026-10-13T10:00:00Z", "prompt": "fine \ud83d\ude00"},   # a whole pair
+            {"timestamp": "2026-10-13T10:01:00Z", "prompt": f"cut {LONE}", "user_id": "u1"},
+            {"timestamp": "2026-10-13T10:02:00Z", "prompt": "ok", "extra": {"note": LONE}},
+            {"timestamp": "2026-10-13T10:03:00Z", "prompt": "ok too"}]
+    write_jsonl(log, rows)
+    before = store.table_counts()
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, log, incident_id=incident, kind="logs")
+    assert (info.value.file, info.value.line, info.value.field) == (str(log), 2, "prompt")
+    assert info.value.expected == UNENCODABLE_EXPECTED
+    assert store.table_counts() == before
+    report = ingest_file(store, log, incident_id=incident, kind="logs", skip_invalid=True)
+    assert (report.files[0].rows, report.inserted, report.rejected) == (4, 2, 2)
+    assert rejects(store) == [(2, "prompt", UNENCODABLE_EXPECTED, None),
+                              (3, "extra.note", UNENCODABLE_EXPECTED, None)]
+    prompts = store.con.execute("SELECT prompt FROM log_events ORDER BY source_line").fetchall()
+    assert prompts == [("fine \U0001f600",), ("ok too",)]
+    # Again, in a fresh transaction after the failed one, the check still works.
+    with pytest.raises(ValidationError):
+        ingest_file(store, log, incident_id=incident, kind="logs")
 
 
 # --- 8. multi-part messages ---------------------------------------------------------------------

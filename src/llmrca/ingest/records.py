@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llmrca.errors import ValidationError
+from llmrca.textcheck import first_lone_surrogate
 
 #: Roles accepted in a chat message (OpenAI chat shape; "developer" is OpenAI's newer "system").
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -219,6 +220,26 @@ def join_text_parts(parts: list[Any], where: Where, path: str) -> str:
         elif text is not None or kind is not None:
             raise where.error(f"{path}.{j}.{key}", "a string", text)
     return "\n".join(texts)
+
+
+def unencodable_field(record: InteractionRecord) -> tuple[str, str] | None:
+    """``(field, text)`` of the first value of a parsed record that cannot be stored (a lone
+    surrogate), named by the record's field (``messages.0.content``); None when all can.
+
+    The reader checks the input before any adapter runs (:func:`llmrca.ingest.formats.
+    iter_json_records`); this catches what an adapter decoded from inside a value.
+    """
+    values = {name: getattr(record, name) for name in _TEXT_FIELDS}
+    try:
+        json.dumps(values, ensure_ascii=False, default=str).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return first_lone_surrogate(values)
+
+
+_TEXT_FIELDS = ("messages", "output", "system_prompt", "model_version", "session_id", "user_id",
+                "source_id", "guardrail", "metadata", "response_id", "trace_id", "span_id",
+                "parent_span_id", "role", "flags", "tools", "context")
 
 
 def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:
