@@ -199,3 +199,39 @@ def test_a_text_part_without_text_is_an_error_named_by_its_place(tmp_path):
               "output": "o", "model_version": "m"}
     (error,) = read_interactions(write_jsonl(tmp_path / "n.jsonl", [record]), "llmrca")
     assert (error.line, error.field) == (1, "messages.0.content.0.text")
+
+
+# --- 6. a file of no known format -----------------------------------------------------------------
+
+def test_a_file_of_no_known_format_under_skip_invalid_keeps_every_line(store, incident, tmp_path):
+    path = tmp_path / "export.jsonl"
+    path.write_text(
+        json.dumps({"conversation": "c1", "user_id": "user-00042", "text": "hello"}) + "\n"
+        + json.dumps({"conversation": "c1", "who": {"email": "someone@example.com"}}) + "\n"
+        + "\n"                                                   # blank: not a line of data
+        + "garbage user-00042\n"
+        + json.dumps({"conversation": "c2", "text": "bye"}) + "\n"
+        + json.dumps([1, 2]) + "\n", encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident)
+    assert (info.value.line, info.value.field) == (1, None)
+    assert info.value.expected.startswith("a record of a known format (")
+    report = ingest_file(store, path, incident_id=incident, skip_invalid=True)
+    (result,) = report.files
+    assert (result.rows, result.inserted, result.rejected) == (5, 0, 5)
+    assert "5 read, 0 new, 0 unchanged, 5 rejected" in report.summary()
+    assert "the format could not be detected (a record of a known format (" in report.summary()
+    kept = rejects(store)
+    assert [(line, field) for line, field, _, _ in kept] == [
+        (1, None), (2, None), (4, None), (5, None), (6, None)]
+    assert kept[2][2].startswith("one JSON object per line")
+    assert all(reason.startswith("a record of a known format (")
+               for i, (_, _, reason, _) in enumerate(kept) if i != 2)
+    raws = [raw for *_, raw in kept]
+    assert raws[2] is None                               # not JSON: kept without its text
+    assert json.loads(raws[4]) == [1, 2] and json.loads(raws[3])["text"] == "bye"
+    first, second = json.loads(raws[0]), json.loads(raws[1])
+    assert first["text"] == "hello" and len(first["user_id"]) == 64     # hashed, as elsewhere
+    assert len(second["who"]["email"]) == 64
+    assert not any("user-00042" in (raw or "") or "someone@" in (raw or "") for raw in raws)
+    assert store.count("interactions") == 0
