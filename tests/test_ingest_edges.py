@@ -108,6 +108,18 @@ def test_a_lone_surrogate_is_refused_with_file_line_and_field(store, incident, t
     assert rejects(store) == [(line, field, UNENCODABLE_EXPECTED, None)]
 
 
+def test_a_surrogate_on_the_only_line_is_named_not_taken_for_an_empty_file(store, incident,
+                                                                            tmp_path):
+    bad = dict(NATIVE, messages=[{"role": "user", "content": f"hi {LONE}"}])
+    path = write_jsonl(tmp_path / "one.jsonl", [bad])
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident)
+    assert (info.value.line, info.value.field) == (1, "messages.0.content")
+    report = ingest_file(store, path, incident_id=incident, skip_invalid=True)
+    assert (report.files[0].rows, report.rejected) == (1, 1)
+    assert rejects(store) == [(1, "messages.0.content", UNENCODABLE_EXPECTED, None)]
+
+
 def test_bytes_that_are_not_utf8_are_refused_like_a_surrogate(store, incident, tmp_path):
     path = tmp_path / "native.jsonl"
     good = json.dumps(NATIVE).encode()

@@ -174,8 +174,10 @@ def _reject_undetected(store: Store, path: Path, incident_id: str,
                      "line": line, "field": field_name, "reason": reason, "raw": raw})
     rejected = writes.insert_rejects(store, pd.DataFrame(
         rows, columns=["run_id", "incident_id", "file", "line", "field", "reason", "raw"]))
-    hint = (f"the format could not be detected ({error.expected}); every line is kept as a "
-            "reject: pass --format, or fix the file")
+    sniffed = error.expected.startswith(("a record of a known format", "an unambiguous format"))
+    why = error.expected if sniffed else "no line could be read to sniff it"
+    hint = (f"the format could not be detected ({why}); every line is kept as a reject: "
+            "pass --format, or fix the file")
     return writes.FileIngestResult(str(path), _count_records(path), 0, rejected, hints=(hint,))
 
 

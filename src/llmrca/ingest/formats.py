@@ -112,9 +112,15 @@ def _checked(path: Path, line: int, text: str, record: Any) -> Any:
 
 
 def detect_format(path: Path) -> str:
-    """The name of the one format whose ``sniff`` accepts the file's first JSON record."""
+    """The name of the one format whose ``sniff`` accepts the file's first JSON record.
+
+    With no JSON record to sniff, the first bad line's error is the answer (a line that is not
+    JSON, or holds text that cannot be stored), else "at least one JSON record".
+    """
+    first_error: ValidationError | None = None
     for line, record in iter_json_records(path):
         if isinstance(record, ValidationError):
+            first_error = first_error or record
             continue
         matches = [name for name in FORMATS.available() if FORMATS.get(name).sniff(record)]
         if len(matches) == 1:
@@ -123,7 +129,7 @@ def detect_format(path: Path) -> str:
                     if not matches else "an unambiguous format; pass --format (matches: "
                     + ", ".join(matches) + ")")
         raise ValidationError(str(path), line, None, expected)
-    raise ValidationError(str(path), None, None, "at least one JSON record")
+    raise first_error or ValidationError(str(path), None, None, "at least one JSON record")
 
 
 def read_interactions(path: Path, format_name: str | None = None
