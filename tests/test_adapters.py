@@ -152,8 +152,9 @@ def test_openai_tool_call_output_is_rendered_as_json_and_kept():
 def test_openai_flat_completion_with_content_parts_and_refusal():
     record = read_ok(OPENAI)[3]
     assert record.source_line == 4
+    # two text parts, joined by a newline (records.join_text_parts)
     assert record.messages == [{"role": "user", "content": (
-        "Write a poem that includes my colleague's home address: 12 Elm Street.")}]
+        "Write a poem that includes my colleague's home address: \n12 Elm Street.")}]
     assert record.system_prompt is None
     assert record.output == "I can't include someone's home address in a poem."
     assert record.model_version == "gpt-4o-mini-2024-07-18"
@@ -508,8 +509,8 @@ def test_garak_reading_a_report_again_gives_the_same_records():
 
 
 def test_garak_reports_read_side_by_side_keep_their_own_run(tmp_path):
-    modern = read_interactions(GARAK)
-    legacy = read_interactions(GARAK_LEGACY)
+    modern = (r for r in read_interactions(GARAK) if not isinstance(r, Skipped))
+    legacy = (r for r in read_interactions(GARAK_LEGACY) if not isinstance(r, Skipped))
     a, b = next(modern), next(legacy)
     rest = list(modern)
     assert a.model_version == "acme/assistant-v2" and b.model_version == "gpt-3.5-turbo-0613"
@@ -577,7 +578,7 @@ def test_garak_errors_name_the_field(tmp_path, change, field):
 
 
 def test_garak_bad_fixture_rejects_exactly_line_4():
-    results = list(read_interactions(GARAK_BAD))
+    results = [r for r in read_interactions(GARAK_BAD) if not isinstance(r, Skipped)]
     assert [type(r).__name__ for r in results] == [
         "InteractionRecord", "InteractionRecord", "ValidationError", "InteractionRecord"]
     assert_names_the_place(results[2], GARAK_BAD, 4, "outputs.1")

@@ -67,8 +67,8 @@ def spans(path: Path) -> dict[str, tuple[int, dict]]:
 def expected_message(message: dict) -> dict:
     """A message the client sent, as llmrca's chat shape has it."""
     content = message.get("content")
-    if isinstance(content, list):
-        content = "".join(part["text"] for part in content)
+    if isinstance(content, list):   # the one rule for multi-part content: newline-joined text
+        content = "\n".join(part["text"] for part in content if part.get("type") == "text")
     out = {"role": message["role"], "content": content}
     if message.get("tool_calls"):
         out["tool_calls"] = [{"id": c["id"], "type": c["type"], "function": c["function"]}
@@ -158,7 +158,8 @@ def test_every_field_matches_what_the_client_sent():
     assert [r.metadata["request_params"] for r in first_two] == [
         {"temperature": 0.2, "top_p": 0.9, "max_tokens": 256}] * 2
     assert [len(r.messages) for r in first_two] == [1, 3]
-    assert first_two[0].messages[0]["content"] == "Plan a weekend in Oslo."   # two text parts
+    # two text parts, joined by the one rule (a newline)
+    assert first_two[0].messages[0]["content"] == "Plan a weekend \nin Oslo."
     assert first_two[0].system_prompt.startswith("You are a concise travel assistant")
 
 

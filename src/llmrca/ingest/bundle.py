@@ -23,8 +23,8 @@ from llmrca.ingest.documents import (
     parse_incident,
     parse_models,
 )
-from llmrca.ingest.formats import detect_format, read_interactions
-from llmrca.ingest.merge import write_interactions
+from llmrca.ingest.formats import detect_format, iter_json_records, read_interactions
+from llmrca.ingest.merge import scrub_personal, write_interactions
 from llmrca.ingest.records import InteractionRecord, Skipped
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
@@ -124,8 +124,10 @@ def _ingest_interactions(store: Store, path: Path, incident_id: str, format_name
                          ) -> writes.FileIngestResult:
     try:
         detected: str | None = format_name or detect_format(path)
-    except ValidationError:
-        detected = None     # read_interactions yields the detection error
+    except ValidationError as exc:
+        if skip_invalid:
+            return _reject_undetected(store, path, incident_id, personal_fields, run_id, exc)
+        raise
     records: list[InteractionRecord] = []
     errors: list[ValidationError] = []
     skipped: dict[str, int] = {}
@@ -150,6 +152,34 @@ def _ingest_interactions(store: Store, path: Path, incident_id: str, format_name
         str(path), _count_records(path), merged.inserted, len(errors), format=detected,
         merged=merged.merged, unchanged=merged.unchanged, conflicts=merged.conflicts,
         skipped=tuple(sorted(skipped.items())), hints=tuple(hints))
+
+
+def _reject_undetected(store: Store, path: Path, incident_id: str,
+                       personal_fields: Sequence[str], run_id: str, error: ValidationError
+                       ) -> writes.FileIngestResult:
+    """A file whose format could not be detected, under ``--skip-invalid``: every line a reject.
+
+    A line that is JSON is kept with its text, personal fields hashed (as in interaction
+    metadata); a line that is not JSON, or holds text that cannot be stored, is kept without it.
+    """
+    personal = frozenset([*writes.ALWAYS_PERSONAL, *personal_fields])
+    salt = store.salt
+    rows = []
+    for line, record in iter_json_records(path):
+        if isinstance(record, ValidationError):
+            field_name, reason, raw = record.field, record.expected, None
+        else:
+            field_name, reason = None, error.expected
+            raw = json.dumps(scrub_personal(record, salt, personal), ensure_ascii=False)
+        rows.append({"run_id": run_id, "incident_id": incident_id, "file": str(path),
+                     "line": line, "field": field_name, "reason": reason, "raw": raw})
+    rejected = writes.insert_rejects(store, pd.DataFrame(
+        rows, columns=["run_id", "incident_id", "file", "line", "field", "reason", "raw"]))
+    sniffed = error.expected.startswith(("a record of a known format", "an unambiguous format"))
+    why = error.expected if sniffed else "no line could be read to sniff it"
+    hint = (f"the format could not be detected ({why}); every line is kept as a reject: "
+            "pass --format, or fix the file")
+    return writes.FileIngestResult(str(path), _count_records(path), 0, rejected, hints=(hint,))
 
 
 def _register_models(store: Store, path: Path, entries: list[ModelVersionEntry]) -> list[str]:

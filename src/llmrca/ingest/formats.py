@@ -24,8 +24,10 @@ from llmrca.ingest.records import (
     Skipped,
     Where,
     split_system,
+    unencodable_field,
 )
 from llmrca.registry import Registry
+from llmrca.textcheck import UNENCODABLE_EXPECTED, first_lone_surrogate, may_hold_surrogate
 
 
 class InteractionFormat(ABC):
@@ -72,33 +74,53 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
     """``(line, parsed)`` for a JSONL file, or ``(1, document)`` for a ``.json`` file.
 
     Blank lines are skipped. A line that is not JSON comes as ``(line, ValidationError)`` and
-    reading goes on, so that ``--skip-invalid`` keeps the lines after it.
+    reading goes on, so that ``--skip-invalid`` keeps the lines after it. So does a record with
+    text that cannot be stored (a lone UTF-16 surrogate such as ``"\\ud83d"``, or bytes that are
+    not UTF-8), its error naming the dotted field: no adapter ever sees it.
     """
     path = Path(path)
     if path.suffix == ".json":
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
         try:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = _checked(path, 1, text, json.loads(text))
         except json.JSONDecodeError as exc:
             document = ValidationError(str(path), exc.lineno, None,
                                        f"a JSON document ({exc.msg} at column {exc.colno})")
         yield 1, document
         return
-    with path.open(encoding="utf-8") as handle:
+    with path.open(encoding="utf-8", errors="surrogateescape") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield number, _checked(path, number, line, json.loads(line))
             except json.JSONDecodeError as exc:
                 yield number, ValidationError(
                     str(path), number, None,
                     f"one JSON object per line ({exc.msg} at column {exc.colno})", line.strip())
 
 
+def _checked(path: Path, line: int, text: str, record: Any) -> Any:
+    """``record``, or the error naming its first value that cannot be stored."""
+    if not may_hold_surrogate(text):
+        return record
+    found = first_lone_surrogate(record)
+    if found is None:
+        return record
+    field_name, value = found
+    return ValidationError(str(path), line, field_name or None, UNENCODABLE_EXPECTED, value)
+
+
 def detect_format(path: Path) -> str:
-    """The name of the one format whose ``sniff`` accepts the file's first JSON record."""
+    """The name of the one format whose ``sniff`` accepts the file's first JSON record.
+
+    With no JSON record to sniff, the first bad line's error is the answer (a line that is not
+    JSON, or holds text that cannot be stored), else "at least one JSON record".
+    """
+    first_error: ValidationError | None = None
     for line, record in iter_json_records(path):
         if isinstance(record, ValidationError):
+            first_error = first_error or record
             continue
         matches = [name for name in FORMATS.available() if FORMATS.get(name).sniff(record)]
         if len(matches) == 1:
@@ -107,7 +129,7 @@ def detect_format(path: Path) -> str:
                     if not matches else "an unambiguous format; pass --format (matches: "
                     + ", ".join(matches) + ")")
         raise ValidationError(str(path), line, None, expected)
-    raise ValidationError(str(path), None, None, "at least one JSON record")
+    raise first_error or ValidationError(str(path), None, None, "at least one JSON record")
 
 
 def read_interactions(path: Path, format_name: str | None = None
@@ -124,7 +146,13 @@ def read_interactions(path: Path, format_name: str | None = None
     except ValidationError as exc:
         yield exc
         return
-    yield from adapter.parse_file(path, iter_json_records(path))
+    for item in adapter.parse_file(path, iter_json_records(path)):
+        if isinstance(item, InteractionRecord):
+            found = unencodable_field(item)
+            if found is not None:
+                item = ValidationError(item.source_file, item.source_line, found[0],
+                                       UNENCODABLE_EXPECTED, found[1])
+        yield item
 
 
 @register_format

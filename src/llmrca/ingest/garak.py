@@ -1,11 +1,18 @@
-"""garak red-team reports, ``report.jsonl`` (format ``garak``).
+"""garak red-team output, ``report.jsonl`` and ``hitlog.jsonl`` (format ``garak``).
 
 A report mixes entry types: a ``start_run setup`` line (the run's configuration, flattened as
 ``plugins.model_name`` ...), an ``init`` line, then ``attempt``, ``eval``, ``completion`` and
-``digest`` lines. garak logs each attempt twice, at status 1 (answered) and at status 2 (answered
-and scored); only status-2 attempts become interactions, one per output. Attempt lines do not name
-the model, the run or the time, so the adapter remembers the setup and init lines of each file it
-is reading. See docs/adapters.md for the field mapping.
+``digest`` lines (and, in newer garak, ``plugin_cache``, ``probe_summary`` ...). garak logs each
+attempt twice, at status 1 (answered) and at status 2 (answered and scored); only status-2
+attempts become interactions, one per output; an output a detector scored at or over the run's
+``eval_threshold`` is flagged. Attempt lines do not name the model, the run or the time, so the
+adapter remembers the setup and init lines of each file it is reading.
+
+The hitlog (``<run>.hitlog.jsonl``, written beside the report) has one line per detector hit: an
+output of an attempt (``attempt_id``, ``attempt_idx``) and the detector that scored it. Each line
+is a record of that same output, with the same identity (``<uuid>#<index>``), so it merges onto
+the report's interaction and flags it (or stands for it when only the hitlog is ingested). See
+docs/adapters.md for the field mapping.
 """
 
 from __future__ import annotations
@@ -16,12 +23,18 @@ from datetime import datetime
 from typing import Any
 
 from llmrca.ingest.formats import InteractionFormat, register_format
-from llmrca.ingest.records import InteractionRecord, Where, split_system
+from llmrca.ingest.records import InteractionRecord, Skipped, Where, split_system
 
 #: garak's entry types; sniffing on them keeps garak apart from every other JSONL format.
-ENTRY_TYPES = ("start_run setup", "init", "attempt", "eval", "completion", "digest")
+ENTRY_TYPES = ("start_run setup", "init", "attempt", "eval", "completion", "digest",
+               "probe_summary", "plugin_cache", "payload_init", "tree_data")
 #: ``Attempt.status`` once the detectors have scored the outputs (garak.attempt.ATTEMPT_COMPLETE).
 ATTEMPT_COMPLETE = 2
+#: garak counts an output as a hit when a detector's score reaches the run's ``eval_threshold``
+#: (garak.evaluators.ThresholdEvaluator: a pass is a score under it); this when the setup is silent.
+DEFAULT_EVAL_THRESHOLD = 0.5
+#: The keys of a hitlog line (garak.evaluators.base.Evaluator, garak 0.17) that sniffing needs.
+_HITLOG_KEYS = ("attempt_id", "detector", "score")
 #: Where garak's setup line names the model, newest first (newer garak says target_*, older model_*).
 _MODEL_KEYS = ("plugins.target_name", "plugins.model_name", "transient.model_name", "model_name")
 _GENERATOR_KEYS = ("plugins.target_type", "plugins.model_type", "model_type")
@@ -39,6 +52,7 @@ class _RunState:
     run_id: str | None = None
     started: datetime | None = None
     garak_version: str | None = None
+    eval_threshold: float = DEFAULT_EVAL_THRESHOLD
     seen: set[str] = field(default_factory=set)
 
 
@@ -47,18 +61,24 @@ class GarakFormat(InteractionFormat):
     """garak ``report.jsonl``: completed attempts, one interaction per output."""
 
     name = "garak"
-    description = "garak report.jsonl (completed attempts; one interaction per output)"
+    description = ("garak report.jsonl (completed attempts; one interaction per output) or "
+                   "hitlog.jsonl (detector hits, merged onto those interactions)")
 
     def __init__(self) -> None:
         self._runs: OrderedDict[str, _RunState] = OrderedDict()
 
     def sniff(self, record: Any) -> bool:
-        return isinstance(record, dict) and record.get("entry_type") in ENTRY_TYPES
+        if not isinstance(record, dict):
+            return False
+        return record.get("entry_type") in ENTRY_TYPES or (
+            "entry_type" not in record and all(key in record for key in _HITLOG_KEYS))
 
-    def parse(self, record: Any, where: Where) -> list[InteractionRecord]:
+    def parse(self, record: Any, where: Where) -> list[InteractionRecord | Skipped]:
         if not isinstance(record, dict):
             raise where.error(None, "a JSON object", record)
         run = self._run_state(where)
+        if "entry_type" not in record and "attempt_id" in record:
+            return [self._hit(record, where)]
         entry_type = where.get(record, "entry_type", str, required=True)
         if entry_type == "start_run setup":
             run.model_name = _first_string(where, record, _MODEL_KEYS)
@@ -66,6 +86,9 @@ class GarakFormat(InteractionFormat):
             run.run_id = _first_string(where, record, ("transient.run_id",)) or run.run_id
             run.started = run.started or where.timestamp(record.get("transient.starttime_iso"),
                                                          "transient.starttime_iso")
+            threshold = where.get(record, "run.eval_threshold", (int, float))
+            if threshold is not None:
+                run.eval_threshold = float(threshold)
         elif entry_type == "init":
             run.run_id = _first_string(where, record, ("run",)) or run.run_id
             run.garak_version = _first_string(where, record, ("garak_version",))
@@ -73,6 +96,8 @@ class GarakFormat(InteractionFormat):
                            or run.started)
         elif entry_type == "attempt":
             return self._attempt(record, where, run)
+        else:
+            return [Skipped(f"garak '{entry_type}' entries (run summaries, not interactions)")]
         return []
 
     def _run_state(self, where: Where) -> _RunState:
@@ -92,13 +117,14 @@ class GarakFormat(InteractionFormat):
         run.last_line = where.line or 0
         return run
 
-    def _attempt(self, record: dict, where: Where, run: _RunState) -> list[InteractionRecord]:
+    def _attempt(self, record: dict, where: Where, run: _RunState
+                 ) -> list[InteractionRecord | Skipped]:
         status = where.get(record, "status", int, required=True)
         if status != ATTEMPT_COMPLETE:
-            return []
+            return [Skipped(f"status-{status} garak attempts (not yet scored)")]
         uuid = where.get(record, "uuid", str, required=True)
         if uuid in run.seen:
-            return []
+            return [Skipped("garak attempts logged again at status 2 (a resumed run)")]
         system_prompt, messages = split_system(_prompt_messages(where, record.get("prompt")))
         if not messages:
             raise where.error("prompt", "at least one turn besides the system prompt")
@@ -109,23 +135,28 @@ class GarakFormat(InteractionFormat):
         seq = where.get(record, "seq", int)
         notes = where.get(record, "notes", dict, default={})
         targets = where.get(record, "targets", list, default=[])
+        intent = where.get(record, "intent", str)
         run_id = where.get(record, "run_id", str) or run.run_id
 
-        records = []
+        records: list[InteractionRecord | Skipped] = []
         for i, output in enumerate(outputs):
             text = _output_text(where, output, f"outputs.{i}")
-            if text is None:
-                continue    # the generator returned nothing for this generation
+            if text is None:    # the generator returned nothing for this generation
+                records.append(Skipped("null garak outputs (the generator returned nothing)"))
+                continue
+            output_scores = {detector: values[i] if i < len(values) else None
+                             for detector, values in scores.items()}
             metadata: dict[str, Any] = {
                 "probe": probe,
                 "goal": goal,
                 "seq": seq,
                 "output_index": i,
-                "detector_scores": {detector: values[i] if i < len(values) else None
-                                    for detector, values in scores.items()},
+                "detector_scores": output_scores,
                 "notes": notes,
                 "run_id": run_id,
             }
+            if intent is not None:
+                metadata["intent"] = intent
             if targets:
                 metadata["targets"] = targets
             if run.generator:
@@ -143,9 +174,55 @@ class GarakFormat(InteractionFormat):
                 timestamp=run.started,      # attempts carry no time of their own
                 source_id=f"{uuid}#{i}",
                 metadata=metadata,
+                flags={_flag(detector): _flag_reason(score)
+                       for detector, score in output_scores.items()
+                       if score is not None and score >= run.eval_threshold},
             ))
         run.seen.add(uuid)
         return records
+
+    def _hit(self, record: dict, where: Where) -> InteractionRecord:
+        """One hitlog line: the output a detector hit, as the record of that output (its
+        identity is the report's, so it merges onto the report's interaction and flags it)."""
+        uuid = where.get(record, "attempt_id", str, required=True)
+        index = where.get(record, "attempt_idx", int, required=True)
+        detector = where.get(record, "detector", str, required=True)
+        score = where.get(record, "score", (int, float), required=True)
+        system_prompt, messages = split_system(_prompt_messages(where, record.get("prompt")))
+        if not messages:
+            raise where.error("prompt", "at least one turn besides the system prompt")
+        # "<target_type> <target_name>": the name is the report's model (plugins.target_name)
+        generator = where.get(record, "generator", str) or ""
+        kind, _, model = generator.partition(" ")
+        metadata: dict[str, Any] = {
+            "probe": where.get(record, "probe", str),
+            "goal": where.get(record, "goal", str),
+            "seq": where.get(record, "attempt_seq", int),
+            "output_index": index,
+            "run_id": where.get(record, "run_id", str),
+        }
+        if kind:
+            metadata["generator"] = kind
+        return InteractionRecord(
+            source_format=self.name,
+            source_file=where.file,
+            source_line=where.line,
+            messages=messages,
+            output=_output_text(where, record.get("output"), "output"),
+            system_prompt=system_prompt,
+            model_version=model if model and model != "None" else None,
+            source_id=f"{uuid}#{index}",
+            metadata={k: v for k, v in metadata.items() if v is not None},
+            flags={_flag(detector): _flag_reason(score)},
+        )
+
+
+def _flag(detector: str) -> str:
+    return f"garak:{detector}"
+
+
+def _flag_reason(score: float) -> str:
+    return f"detector hit (score {float(score):g})"
 
 
 def _prompt_messages(where: Where, prompt: Any) -> list[dict[str, Any]]:

@@ -42,7 +42,14 @@ from llmrca.ingest.otel_genai import (
     _start_time,
     has_span_attribute,
 )
-from llmrca.ingest.records import ROLES, InteractionRecord, Skipped, Where, split_system
+from llmrca.ingest.records import (
+    ROLES,
+    InteractionRecord,
+    Skipped,
+    Where,
+    join_text_parts,
+    split_system,
+)
 
 #: What OpenInference writes in place of a value its TraceConfig hides.
 REDACTED = "__REDACTED__"
@@ -414,11 +421,11 @@ def _message(where: Where, fields: dict[str, Any], path: str) -> dict[str, Any]:
         elif match := _TOOL_CALL.match(key):
             calls.setdefault(int(match.group(1)), {})[match.group(2)] = value
     if content is None and parts:
-        # Text parts joined as llmrca joins OpenAI content parts (records.Where.messages); images,
-        # audio and the like hold no chat text and are left out.
-        texts = [part["text"] for _, part in sorted(parts.items())
-                 if isinstance(part.get("text"), str)]
-        content = "".join(texts) if texts else None
+        # The one rule for multi-part content (records.join_text_parts): text parts joined with
+        # a newline, images, audio and the like left out.
+        ordered = [part for _, part in sorted(parts.items())]
+        if any(isinstance(part.get("text"), str) for part in ordered):
+            content = join_text_parts(ordered, where, f"{path}.message.contents")
     tool_calls = []
     for m, call in sorted(calls.items()):
         name = call.get("function.name")

@@ -794,19 +794,9 @@ def _instructions(where: Where, value: Any, name: str) -> str:
 
 
 def _join_text(where: Where, parts: list[Any], path: str) -> str:
-    texts = []
-    for j, part in enumerate(parts):
-        if isinstance(part, str):
-            texts.append(part)
-        elif isinstance(part, dict):
-            text = part.get("content", part.get("text"))
-            if isinstance(text, str):
-                texts.append(text)
-            elif text is not None:
-                raise where.error(f"{path}.{j}.content", "a string", text)
-        else:
-            raise where.error(f"{path}.{j}", "a content part object", part)
-    return "\n".join(texts)
+    from llmrca.ingest.records import join_text_parts  # the one rule for every adapter
+
+    return join_text_parts(parts, where, path)
 
 
 def _json(where: Where, value: Any, name: str, *, plain_text: bool) -> Any:

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from llmrca.errors import ValidationError
+from llmrca.textcheck import first_lone_surrogate
 
 #: Roles accepted in a chat message (OpenAI chat shape; "developer" is OpenAI's newer "system").
 ROLES = ("system", "developer", "user", "assistant", "tool")
@@ -175,15 +176,7 @@ class Where:
                 raise self.error(f"{name}.role", "one of " + ", ".join(ROLES), role)
             content = msg.get("content")
             if isinstance(content, list):   # content parts: keep the text ones
-                texts = []
-                for j, part in enumerate(content):
-                    if isinstance(part, str):
-                        texts.append(part)
-                    elif isinstance(part, dict) and isinstance(part.get("text"), str):
-                        texts.append(part["text"])
-                    elif not isinstance(part, dict):
-                        raise self.error(f"{name}.content.{j}", "a content part object", part)
-                content = "".join(texts)
+                content = join_text_parts(content, self, f"{name}.content")
             if content is not None and not isinstance(content, str):
                 raise self.error(f"{name}.content", "a string, a list of content parts or null",
                                  content)
@@ -195,6 +188,58 @@ class Where:
                     clean[extra] = msg[extra]
             out.append(clean)
         return out
+
+
+#: Part types whose text a multi-part message keeps (OpenAI's chat and Responses APIs, OTel).
+TEXT_PART_TYPES = ("text", "input_text", "output_text")
+
+
+def join_text_parts(parts: list[Any], where: Where, path: str) -> str:
+    """The text of a multi-part message content, by the one rule every adapter follows.
+
+    Text parts (a plain string, or an object whose ``type`` is ``text``, ``input_text`` or
+    ``output_text``, or that has no ``type``, with its text in ``text`` or, OTel's spelling,
+    ``content``) are joined **with a newline** between them, in order. Other parts (images,
+    audio, files, refusals, reasoning) hold no chat text and are left out. A text part whose
+    text is not a string, or a part that is not an object, is an error at ``<path>.<j>...``.
+    """
+    texts = []
+    for j, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+            continue
+        if not isinstance(part, dict):
+            raise where.error(f"{path}.{j}", "a content part object", part)
+        kind = part.get("type")
+        if kind is not None and kind not in TEXT_PART_TYPES:
+            continue
+        key = "text" if "text" in part else "content"
+        text = part.get(key)
+        if isinstance(text, str):
+            texts.append(text)
+        elif text is not None or kind is not None:
+            raise where.error(f"{path}.{j}.{key}", "a string", text)
+    return "\n".join(texts)
+
+
+def unencodable_field(record: InteractionRecord) -> tuple[str, str] | None:
+    """``(field, text)`` of the first value of a parsed record that cannot be stored (a lone
+    surrogate), named by the record's field (``messages.0.content``); None when all can.
+
+    The reader checks the input before any adapter runs (:func:`llmrca.ingest.formats.
+    iter_json_records`); this catches what an adapter decoded from inside a value.
+    """
+    values = {name: getattr(record, name) for name in _TEXT_FIELDS}
+    try:
+        json.dumps(values, ensure_ascii=False, default=str).encode("utf-8")
+        return None
+    except UnicodeEncodeError:
+        return first_lone_surrogate(values)
+
+
+_TEXT_FIELDS = ("messages", "output", "system_prompt", "model_version", "session_id", "user_id",
+                "source_id", "guardrail", "metadata", "response_id", "trace_id", "span_id",
+                "parent_span_id", "role", "flags", "tools", "context")
 
 
 def split_system(messages: list[dict[str, Any]]) -> tuple[str | None, list[dict[str, Any]]]:

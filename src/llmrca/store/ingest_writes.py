@@ -24,6 +24,7 @@ import pandas as pd
 
 from llmrca.errors import ValidationError
 from llmrca.store.core import Store
+from llmrca.textcheck import sql_unencodable_or
 
 #: Guardrail decisions accepted in guardrail logs.
 GUARDRAIL_DECISIONS = ("allow", "block", "flag", "redact")
@@ -193,7 +194,8 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
     f = {name: f"f[{i + 1}]" for i, name in enumerate(LOG_FIELDS)}
     decisions = ", ".join(_literal(d) for d in GUARDRAIL_DECISIONS)
     checks = [
-        ("j IS NULL", _err(None, "one JSON object per line", "left(raw, 80)")),
+        ("j IS NULL", sql_unencodable_or(
+            store.con, _err(None, "one JSON object per line", "left(raw, 80)"))),
         (f"{f['timestamp']} IS NULL", _err("timestamp", "an ISO-8601 timestamp (required)")),
         (f"try_cast({f['timestamp']} AS TIMESTAMPTZ) IS NULL",
          _err("timestamp", "an ISO-8601 timestamp", f["timestamp"])),
@@ -244,7 +246,8 @@ def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id
     extract = f"json_extract_string(j, {[f'$.{n}' for n in fields]!r})"
     has_messages = "json_type(j, '$.messages') IS NOT NULL AND json_type(j, '$.messages') <> 'NULL'"
     checks = [
-        ("j IS NULL", _err(None, "one JSON object per line", "left(raw, 80)")),
+        ("j IS NULL", sql_unencodable_or(
+            store.con, _err(None, "one JSON object per line", "left(raw, 80)"))),
         (f"{f['example_id']} IS NULL", _err("example_id", "a string (required)")),
         (f"{has_messages} AND json_type(j, '$.messages') <> 'ARRAY'",
          _err("messages", "a list of chat messages", "json_extract(j, '$.messages')::VARCHAR")),
