@@ -347,7 +347,8 @@ class TransformersBackend(ReplayBackend):
         return causal_forward(self.model, input_ids, attention_mask, position_ids, cache=cache,
                               use_cache=True, logits_to_keep=1, cache_kwarg=self._cache_kwarg)
 
-    def generate_batch(self, prompts_token_ids, decoding, seeds):
+    def generate_batch(self, prompts_token_ids: Sequence[Sequence[int]], decoding: Decoding,
+                       seeds: Sequence[int]) -> list[GeneratedSample]:
         import torch
 
         rows = len(prompts_token_ids)
