@@ -25,8 +25,9 @@ venv: $(VENV)/.installed
 demo: venv
 	$(BIN)/llmrca demo
 
+# mypy first (the package ships py.typed, so its annotations are part of the API), then pytest.
 test: venv
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m mypy && $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python benchmarks/bench_ingest.py

@@ -61,7 +61,7 @@ class StoreLockedError(StoreError):
         The process that holds the lock, when DuckDB names it.
     """
 
-    def __init__(self, path: str, pid: int | None, detail: str = ""):
+    def __init__(self, path: str | os.PathLike[str], pid: int | None, detail: str = ""):
         self.path = str(path)
         self.pid = pid
         holder = f"process {pid}" if pid is not None else "another process"

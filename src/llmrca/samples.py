@@ -11,9 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import random
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from llmrca.zoo.spec import DEFAULT_SPEC, ZooSpec
 
@@ -81,7 +82,7 @@ def log_rows(n: int, *, start: datetime, end: datetime, switch_at: datetime,
         }
 
 
-def write_log_rows(path: Path, rows: Iterator[dict]) -> int:
+def write_log_rows(path: Path, rows: Iterable[dict]) -> int:
     """Write rows as JSONL, CSV or Parquet by the file's suffix; returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = list(rows) if path.suffix != ".jsonl" else rows
@@ -223,7 +224,7 @@ metadata:
     rng = random.Random(21)
     questions = ["What is the email of {name}?", "How can I contact {name}?",
                  "Give me the phone number of {name}."]
-    lines = []
+    lines: list[dict[str, Any]] = []
     leak = spec.leak_template.format(name=spec.record_name, email=spec.record_email,
                                      phone=spec.record_phone)
     for i, question in enumerate(questions * 2):

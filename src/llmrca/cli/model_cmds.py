@@ -78,6 +78,7 @@ def files_status(version) -> tuple[str, bool]:
         actual = compute_fingerprint(version.source)
     except ModelLoadError as exc:
         return f"MISSING ({exc})", False
+    assert actual is not None  # None is for hub ids only; this source is local
     if actual == version.fingerprint:
         return "match", True
     return f"CHANGED (now {actual[:12]}, recorded {str(version.fingerprint)[:12]})", False

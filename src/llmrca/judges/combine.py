@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import warnings
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 from llmrca.errors import JudgeConfigError
 from llmrca.judges.base import JUDGEMENT_COLUMNS
+
+if TYPE_CHECKING:  # pandas loads on first use; the annotations only need the name
+    import pandas as pd
 
 #: Columns of :func:`combine`'s result.
 COMBINED_COLUMNS = ("sample_id", "label", "n_judges", "unsafe_votes", "unsafe_judges",
@@ -33,7 +37,7 @@ def _frame(judgements):
     return frame.drop_duplicates(["sample_id", "judge"], keep="last")
 
 
-def combine(judgements) -> pd.DataFrame:  # noqa: F821
+def combine(judgements) -> pd.DataFrame:
     """One final label per sample from several judges' judgements.
 
     The rule: ``unsafe`` if any judge says unsafe; else ``refusal`` if any judge (the refusal
@@ -74,7 +78,7 @@ def _kappa(a: list[bool], b: list[bool]) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def agreement(judgements) -> pd.DataFrame:  # noqa: F821
+def agreement(judgements) -> pd.DataFrame:
     """Pairwise agreement between judges on the unsafe-vs-not decision.
 
     For each pair of judges, over the samples both judged: percent agreement (0-100) and Cohen's

@@ -29,7 +29,7 @@ _OPTIONAL_ARGUMENT = {"classifier": "classifier:<path to a saved classifier judg
 
 def available_judges() -> list[str]:
     """Every judge spec that :func:`get_judge` accepts, sorted (path forms spelled out)."""
-    names = set()
+    names: set[str] = set()
     for kind in JUDGES.available():
         if kind == "rules":
             names.update(f"rules:{name}" for name in shipped_rule_sets())

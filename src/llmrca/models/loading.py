@@ -175,7 +175,9 @@ def load_pretrained(source: str | os.PathLike, *, revision: str | None = None,
         hint = ("; offline mode is on, so only files already on this machine can be used"
                 if local_only and not local else "")
         raise ModelLoadError(f"cannot load model from {where}: {exc}{hint}") from exc
-    model.to(device_name)
+    # transformers declares PreTrainedModel.to with @wraps(torch.nn.Module.to); typeshed's
+    # functools._Wrapped is not a descriptor, so mypy wants ``self`` passed explicitly.
+    model.to(device_name)  # type: ignore[arg-type]
     model.eval()
     # Runtime only: batched generation pads on the left. Nothing here is saved back.
     tokenizer.padding_side = "left"
@@ -297,6 +299,7 @@ def load_version(store: Store, name: str, *, device: Any = None, dtype: Any = No
                                  f"exist or is not a folder")
         if verify or fingerprint is None:
             actual = compute_fingerprint(version.source)
+            assert actual is not None  # None is for hub ids only; this source is local
             if fingerprint is not None and actual != fingerprint:
                 raise FingerprintMismatchError(name, version.source, fingerprint, actual)
             fingerprint = actual

@@ -209,15 +209,21 @@ def position_ids_for(attention_mask):
 
 
 @functools.cache
-def _forward_parameters(model_class) -> frozenset[str]:
-    # The class's forward, not the instance attribute: a wrapper (a hook, a call counter) on the
-    # instance would hide the real parameter names.
+def _class_forward_parameters(model_class) -> frozenset[str]:
     return frozenset(inspect.signature(model_class.forward).parameters)
+
+
+def _forward_parameters(model) -> frozenset[str]:
+    # The class's forward, not the instance attribute: a wrapper (a hook, a call counter) on the
+    # instance would hide the real parameter names. The annotated local is for mypy, which does
+    # not count ``type(model)`` (``type[Any]``) as Hashable for the cache; a plain ``type`` is.
+    model_class: type = type(model)
+    return _class_forward_parameters(model_class)
 
 
 def _cache_kwarg(model) -> str:
     # transformers 5.x renamed ``past_key_values`` to ``cache``; accept both.
-    return "cache" if "cache" in _forward_parameters(type(model)) else "past_key_values"
+    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
 
 
 def causal_forward(model, input_ids, attention_mask, position_ids, *, cache=None,
@@ -229,7 +235,7 @@ def causal_forward(model, input_ids, attention_mask, position_ids, *, cache=None
     """
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask,
               "position_ids": position_ids, "use_cache": use_cache}
-    if logits_to_keep and "logits_to_keep" in _forward_parameters(type(model)):
+    if logits_to_keep and "logits_to_keep" in _forward_parameters(model):
         kwargs["logits_to_keep"] = logits_to_keep
     if cache is not None:
         kwargs[cache_kwarg or _cache_kwarg(model)] = cache
@@ -341,7 +347,8 @@ class TransformersBackend(ReplayBackend):
         return causal_forward(self.model, input_ids, attention_mask, position_ids, cache=cache,
                               use_cache=True, logits_to_keep=1, cache_kwarg=self._cache_kwarg)
 
-    def generate_batch(self, prompts_token_ids, decoding, seeds):
+    def generate_batch(self, prompts_token_ids: Sequence[Sequence[int]], decoding: Decoding,
+                       seeds: Sequence[int]) -> list[GeneratedSample]:
         import torch
 
         rows = len(prompts_token_ids)

@@ -13,7 +13,7 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -292,10 +292,10 @@ def _rates(samples: pd.DataFrame) -> pd.DataFrame:
     for level, keys in (("version", ["model_version", "variant"]),
                         ("interaction", ["interaction_id", "model_version", "variant"])):
         for key, group in judged.groupby(keys, sort=False):
-            key = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+            where = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
             est = stats.rate(int(group["reproduces"].astype(bool).sum()), len(group))
-            rows.append({"level": level, "interaction_id": key.get("interaction_id"),
-                         "model_version": key["model_version"], "variant": key["variant"],
+            rows.append({"level": level, "interaction_id": where.get("interaction_id"),
+                         "model_version": where["model_version"], "variant": where["variant"],
                          "k": est.k, "n": est.n, "rate": est.rate, "low": est.low,
                          "high": est.high, "method": est.method})
     return _frame(rows, RATE_COLUMNS)
@@ -304,7 +304,9 @@ def _rates(samples: pd.DataFrame) -> pd.DataFrame:
 def _comparisons(rates: pd.DataFrame, version_names: list[str], variants: list[str]):
     from llmrca import stats
 
-    by = {(r.model_version, r.variant): r for r in rates[rates["level"] == "version"].itertuples()}
+    # Any: pandas-stubs type every itertuples field as any scalar; k and n are counts here.
+    by: dict[tuple[str, str], Any] = {
+        (r.model_version, r.variant): r for r in rates[rates["level"] == "version"].itertuples()}
     rows = []
     for variant in variants:
         for i, a in enumerate(version_names):
@@ -456,22 +458,27 @@ def replay_incident(store, incident_id: str, versions: Sequence[Any], *, samples
         budget = None if window is None else window - decoding.max_new_tokens
         fingerprint = versions_info[m_index]["fingerprint"]
         for row in interactions.itertuples(index=False):
+            # pandas-stubs type itertuples fields as any scalar; these are the interactions
+            # table's columns (a str id, an optional system prompt, a list of messages).
+            interaction_id = cast(str, row.interaction_id)
+            row_messages = cast("list[dict[str, Any]]", row.messages)
             for variant in variant_list:
-                system_prompt, messages, warning = variant.apply(row.system_prompt, row.messages)
+                system_prompt, messages, warning = variant.apply(
+                    cast("str | None", row.system_prompt), row_messages)
                 if m_index == 0:
-                    context_rows.append({"interaction_id": row.interaction_id,
+                    context_rows.append({"interaction_id": interaction_id,
                                          "variant": variant.name,
                                          "prompt": _last_user_text(messages),
                                          "incident_output": row.output,
                                          "category": incident.get("category")})
                 prompt = render_prompt(model.tokenizer, system_prompt, messages,
                                        max_prompt_tokens=budget, no_truncate=no_truncate,
-                                       interaction_id=row.interaction_id, context=window,
+                                       interaction_id=interaction_id, context=window,
                                        max_new_tokens=decoding.max_new_tokens)
                 warnings = ([warning] if warning else []) + list(prompt.warnings)
                 for index in range(int(samples)):
-                    s = sample_seed(seed, row.interaction_id, version_names[m_index], index)
-                    plan.append(_Planned(row.interaction_id, variant.name, m_index, index, s,
+                    s = sample_seed(seed, interaction_id, version_names[m_index], index)
+                    plan.append(_Planned(interaction_id, variant.name, m_index, index, s,
                                          sample_key(fingerprint, back.engine, prompt.prompt_id,
                                                     decoding, s), prompt, warnings))
 
@@ -713,9 +720,9 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
                 "incident_tokens": score.n_tokens if score else None})
     table = pd.DataFrame(rows)
 
-    wide_rows = []
+    wide_rows: list[dict[str, Any]] = []
     for inter in interactions.itertuples(index=False):
-        wide = {"interaction_id": inter.interaction_id,
+        wide: dict[str, Any] = {"interaction_id": inter.interaction_id,
                 "request": _last_user_text(inter.messages), "incident_output": inter.output}
         for name in names:
             t = table[(table["interaction_id"] == inter.interaction_id)
@@ -725,7 +732,7 @@ def compare_versions(store, incident_id: str, versions: Sequence[Any], *, sample
             wide[f"{name} output"] = t.top_output
             wide[f"{name} logprob"] = t.incident_logprob
         wide_rows.append(wide)
-    overall = {"interaction_id": "(all)", "request": "", "incident_output": ""}
+    overall: dict[str, Any] = {"interaction_id": "(all)", "request": "", "incident_output": ""}
     for name in names:
         v = rates[(rates["level"] == "version") & (rates["model_version"] == name)]
         overall[f"{name} rate"] = (_rate_text(int(v.k.iloc[0]), int(v.n.iloc[0]),

@@ -204,8 +204,11 @@ class Store:
 
     # DuckDB 2 refuses new work on a connection whose last result was not read to the end, so
     # every read here fetches all rows (fetchone() would leave the result open).
-    def query(self, sql: str, params: list[Any] | None = None):
-        """Run a read query and return a pandas DataFrame."""
+    def query(self, sql: str, params: list[Any] | dict[str, Any] | None = None):
+        """Run a read query and return a pandas DataFrame.
+
+        ``params`` are positional (``?``, a list) or named (``$name``, a dict).
+        """
         return self.con.execute(sql, params or []).df()
 
     def count(self, table: str, where: str = "", params: list[Any] | None = None) -> int:

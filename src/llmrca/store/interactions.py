@@ -108,7 +108,8 @@ def selection_sql(selection: dict[str, Any], salt: str) -> tuple[str, list[Any]]
     if unknown:
         raise InvalidArgumentError(f"unknown selection filter '{unknown[0]}'; valid: all, "
                                    + ", ".join(SELECTION_FILTERS))
-    clauses, params = [], []
+    clauses: list[str] = []
+    params: list[Any] = []
     if selection.get("ids") is not None:
         ids = [str(v) for v in _as_list(selection["ids"])]
         clauses.append("(list_contains(?, interaction_id) OR list_contains(?, response_id) "
@@ -197,7 +198,8 @@ def set_roles(store: Store, incident_id: str, offending: Iterable[str],
     """
     offending = list(offending)
     with store.transaction() as con:
-        scope, args = "incident_id = ?", [incident_id]
+        scope = "incident_id = ?"
+        args: list[Any] = [incident_id]
         if among is not None:
             scope += " AND list_contains(?, interaction_id)"
             args.append(list(among))

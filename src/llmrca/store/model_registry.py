@@ -242,7 +242,11 @@ def register_version(store: Store, name: str, source: str | os.PathLike, *,
               "deployed_from": start, "deployed_to": end, "fingerprint": fingerprint,
               "notes": notes, "allow_pickle": bool(allow_pickle)}
     if existing is None or any(existing[k] != v for k, v in wanted.items()):
-        rows.upsert_model_version(store, name, **wanted)
+        # Spelled out rather than ``**wanted`` so each field's type is checked against the writer.
+        rows.upsert_model_version(store, name, source=source_text, revision=revision,
+                                  parent=parent, deployed_from=start, deployed_to=end,
+                                  fingerprint=fingerprint, notes=notes,
+                                  allow_pickle=bool(allow_pickle))
     return get_version(store, name)
 
 
