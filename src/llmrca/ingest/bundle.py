@@ -13,9 +13,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from llmrca.errors import InvalidArgumentError, LlmrcaError, NotFoundError, ValidationError
 from llmrca.ingest.documents import (
@@ -28,6 +26,9 @@ from llmrca.ingest.formats import read_interactions
 from llmrca.ingest.records import InteractionRecord
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
+
+if TYPE_CHECKING:  # pandas is imported where used: it doubles the start-up of `llmrca ingest`
+    import pandas as pd
 
 INCIDENT_FILES = ("incident.yaml", "incident.yml", "incident.json")
 LOG_SUFFIXES = (".jsonl", ".csv", ".parquet")
@@ -118,6 +119,8 @@ def interaction_rows(records: Iterable[InteractionRecord], incident_id: str, sal
     ``user_id``, ``session_id`` and every field in ``personal_fields`` are hashed wherever they
     occur in the metadata and guardrail objects, nested ones included.
     """
+    import pandas as pd
+
     personal = frozenset([*writes.ALWAYS_PERSONAL, *personal_fields])
     rows = []
     for rec in records:
@@ -151,6 +154,8 @@ def interaction_rows(records: Iterable[InteractionRecord], incident_id: str, sal
 def _ingest_interactions(store: Store, path: Path, incident_id: str, format_name: str | None,
                          personal_fields: Sequence[str], skip_invalid: bool, run_id: str
                          ) -> writes.FileIngestResult:
+    import pandas as pd
+
     records, errors = [], []
     for item in read_interactions(path, format_name):
         if isinstance(item, ValidationError):

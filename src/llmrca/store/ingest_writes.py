@@ -17,13 +17,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from llmrca.errors import ValidationError
 from llmrca.store.core import Store
+
+if TYPE_CHECKING:  # only annotations here; importing pandas slows the start of every ingest
+    import pandas as pd
 
 #: Guardrail decisions accepted in guardrail logs.
 GUARDRAIL_DECISIONS = ("allow", "block", "flag", "redact")
