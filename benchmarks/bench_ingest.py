@@ -3,8 +3,8 @@
 Generates a synthetic production log (default 1,000,000 rows, and a quarter of it to show how
 peak memory scales), then for each size measures in fresh processes:
 
-- `llmrca ingest` of a bundle holding that log (validation pass + insert with hashing, ids and
-  the primary-key check), wall time and peak RSS;
+- `llmrca ingest` of a bundle holding that log (one read into a TEMP table, validation, salted
+  hashing, content-hash ids and their dedupe), wall time and peak RSS;
 - DuckDB's `CREATE TABLE AS SELECT * FROM read_json(file)` of the same file, wall time and peak RSS.
 
 Prints a Markdown table and the ratio ingest/read_json. Usage:
