@@ -3,8 +3,8 @@
 Generates a synthetic production log (default 1,000,000 rows, and a quarter of it to show how
 peak memory scales), then for each size measures in fresh processes:
 
-- `llmrca ingest` of a bundle holding that log (validation pass + insert with hashing, ids and
-  the primary-key check), wall time and peak RSS;
+- `llmrca ingest` of a bundle holding that log (one read into a TEMP table, validation, salted
+  hashing, content-hash ids and their dedupe), wall time and peak RSS;
 - DuckDB's `CREATE TABLE AS SELECT * FROM read_json(file)` of the same file, wall time and peak RSS.
 
 Prints a Markdown table and the ratio ingest/read_json. Usage:
@@ -23,7 +23,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import llmrca
 from llmrca.samples import log_rows, write_log_rows
+
+#: The source tree this script imported llmrca from; the measured child runs the same code (the
+#: venv's `llmrca` script could point at another checkout).
+SRC = str(Path(llmrca.__file__).resolve().parents[1])
 
 READ_JSON = """
 import duckdb, sys
@@ -70,15 +75,17 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
-    llmrca = str(Path(sys.executable).with_name("llmrca"))
+    pythonpath = os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH")) if p)
     results = []
     for rows in (args.rows // 4, args.rows):
         t = time.perf_counter()
         bundle = make_bundle(work / f"bundle-{rows}", rows)
         gen = time.perf_counter() - t
         size_mb = (bundle / "logs.jsonl").stat().st_size / 2**20
-        env = {**os.environ, "LLMRCA_DB": str(work / f"ingest-{rows}.duckdb")}
-        ingest_s, ingest_rss, out = run_measured([llmrca, "ingest", str(bundle)], env=env)
+        env = {**os.environ, "LLMRCA_DB": str(work / f"ingest-{rows}.duckdb"),
+               "PYTHONPATH": pythonpath}
+        ingest_s, ingest_rss, out = run_measured(
+            [sys.executable, "-m", "llmrca", "ingest", str(bundle)], env=env)
         assert f"{rows} rows, {rows} new" in out, out
         raw_s, raw_rss, out = run_measured([sys.executable, "-c", READ_JSON,
                                             str(work / f"raw-{rows}.duckdb"),

@@ -336,3 +336,35 @@ def test_models_yaml_errors_and_numeric_revisions(store, tmp_path):
         ingest_bundle(store, bundle)
     assert (info.value.line, info.value.field) == (4, "versions.1")
     assert "unknown parent model version 'nobody'; valid: m1" in str(info.value)
+
+
+def test_identical_log_lines_count_once_and_blank_ones_not_at_all(store, tmp_path):
+    one = _line(timestamp="2026-10-13T10:00:00Z", user_id="u", prompt="p")
+    two = _line(timestamp="2026-10-13T10:01:00Z", user_id="u", prompt="p")
+    logs = one + "\n   \n" + two + one + ' {"timestamp": "2026-10-13T10:02:00Z"}\n' + one
+    report = ingest_bundle(store, make_bundle(tmp_path / "b", logs=logs))
+    by_file = {Path(f.file).name: f for f in report.files}
+    assert (by_file["logs.jsonl"].rows, by_file["logs.jsonl"].inserted) == (5, 3)
+    lines = store.query("SELECT source_line FROM log_events ORDER BY 1")["source_line"].tolist()
+    assert lines == [1, 4, 6]  # the first of each run of identical lines; physical numbering
+    again = ingest_file(store, tmp_path / "b" / "logs.jsonl", incident_id="INC-T1", kind="logs")
+    assert again.inserted == 0 and store.count("log_events") == 3
+
+
+def test_failed_log_file_outside_a_transaction_writes_nothing(store, tmp_path):
+    from llmrca.store.ingest_writes import ingest_log_file
+
+    ingest_bundle(store, make_bundle(tmp_path / "b"))
+    before = counts(store)
+    bad = tmp_path / "more.jsonl"
+    # Good lines first, so a writer that inserts before it finds the bad one must roll back.
+    bad.write_text("".join(_line(timestamp=f"2026-10-13T11:{m:02d}:00Z") for m in range(50))
+                   + _line(timestamp="2026-10-13T12:00:00Z", score="high"))
+    with pytest.raises(ValidationError) as info:
+        ingest_log_file(store, bad, incident_id="INC-T1", stream="logs", run_id="r1")
+    assert (info.value.line, info.value.field) == (51, "score")
+    assert counts(store) == before
+    assert "_llmrca_source" not in store.table_counts()  # the TEMP table went with the rollback
+    report = ingest_log_file(store, bad, incident_id="INC-T1", stream="logs", run_id="r2",
+                             skip_invalid=True)
+    assert (report.rows, report.inserted, report.rejected) == (51, 50, 1)

@@ -249,3 +249,24 @@ def test_sigint_during_an_ingest_leaves_the_store_as_it_was(tmp_path):
     else:
         assert "nothing of this command was written" in err, err
         assert counts["log_events"] == 0 and counts["incidents"] == 0
+
+
+def test_log_events_ingested_before_migration_5_still_dedupe(tmp_path):
+    from llmrca.ingest import ingest_file
+
+    path = tmp_path / "old.duckdb"
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text('{"timestamp": "2026-10-13T10:00:00Z", "user_id": "u"}\n')
+    with Store(path, migrate_to=3) as old:
+        old.con.execute("INSERT INTO incidents (incident_id, title, content_hash) "
+                        "VALUES ('INC-1', 't', 'h')")
+        # The row as the writer of schema 3 stored it: the primary key held the 32-hex id.
+        event_id = old.con.execute(
+            "SELECT left(sha256('INC-1' || chr(31) || 'logs' || chr(31) || ?), 32)",
+            [logs.read_text().rstrip("\n")]).fetchall()[0][0]
+        old.con.execute("INSERT INTO log_events (event_id, incident_id, stream, ts) "
+                        "VALUES (?, 'INC-1', 'logs', '2026-10-13 10:00:00')", [event_id])
+    with Store(path) as upgraded:
+        assert upgraded.count("log_events") == 1
+        report = ingest_file(upgraded, logs, incident_id="INC-1", kind="logs")
+        assert report.inserted == 0 and upgraded.count("log_events") == 1

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from llmrca.errors import InvalidArgumentError, LlmrcaError, NotFoundError, ValidationError
 from llmrca.ingest.documents import (
     IncidentDocument,
@@ -24,7 +22,7 @@ from llmrca.ingest.documents import (
     parse_models,
 )
 from llmrca.ingest.formats import detect_format, iter_json_records, read_interactions
-from llmrca.ingest.merge import scrub_personal, write_interactions
+from llmrca.ingest.personal import scrub_personal
 from llmrca.ingest.records import InteractionRecord, Skipped
 from llmrca.store import Store
 from llmrca.store import ingest_writes as writes
@@ -128,6 +126,10 @@ def _ingest_interactions(store: Store, path: Path, incident_id: str, format_name
         if skip_invalid:
             return _reject_undetected(store, path, incident_id, personal_fields, run_id, exc)
         raise
+    import pandas as pd
+
+    from llmrca.ingest.merge import write_interactions
+
     records: list[InteractionRecord] = []
     errors: list[ValidationError] = []
     skipped: dict[str, int] = {}
@@ -173,6 +175,8 @@ def _reject_undetected(store: Store, path: Path, incident_id: str,
             raw = json.dumps(scrub_personal(record, salt, personal), ensure_ascii=False)
         rows.append({"run_id": run_id, "incident_id": incident_id, "file": str(path),
                      "line": line, "field": field_name, "reason": reason, "raw": raw})
+    import pandas as pd
+
     rejected = writes.insert_rejects(store, pd.DataFrame(
         rows, columns=["run_id", "incident_id", "file", "line", "field", "reason", "raw"]))
     sniffed = error.expected.startswith(("a record of a known format", "an unambiguous format"))

@@ -17,7 +17,6 @@ Rules (docs/formats.md, "One call, one interaction"):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,8 @@ from typing import Any
 
 import pandas as pd
 
+from llmrca.ingest.personal import salted_hash as _hash
+from llmrca.ingest.personal import scrub_personal
 from llmrca.ingest.records import InteractionRecord
 from llmrca.store import Store
 from llmrca.store import interactions as table
@@ -42,25 +43,6 @@ INCIDENT_FORMATS = ("llmrca", "garak")
 _SCALAR_FIELDS = ("model_version", "system_prompt", "messages", "output", "session_hash",
                   "user_hash", "response_id", "trace_id", "span_id", "parent_span_id",
                   "guardrail", "tools")
-
-
-def _hash(salt: str, value: str | None) -> str | None:
-    # Same construction as the SQL side: sha256(salt || value), hex.
-    if value is None:
-        return None
-    return hashlib.sha256((salt + value).encode("utf-8")).hexdigest()
-
-
-def scrub_personal(value: Any, salt: str, personal: frozenset[str]) -> Any:
-    """``value`` with every personal key, at any depth, replaced by its salted hash."""
-    if isinstance(value, dict):
-        return {key: (_hash(salt, item if isinstance(item, str) else json.dumps(item, default=str))
-                      if key in personal and item is not None
-                      else scrub_personal(item, salt, personal))
-                for key, item in value.items()}
-    if isinstance(value, list):
-        return [scrub_personal(item, salt, personal) for item in value]
-    return value
 
 
 def _row(rec: InteractionRecord, incident_id: str, salt: str, personal: frozenset[str]

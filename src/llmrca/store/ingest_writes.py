@@ -1,9 +1,9 @@
 """Writes of the ingestion layer: incidents, interactions, logs, training data, rejects, runs.
 
-Large files (logs, training data) never pass through Python row by row: DuckDB reads the file,
-checks every row in SQL and inserts with one ``INSERT ... SELECT``. The file is read twice, once to
-find bad rows and once to insert, so nothing is written when a bad row aborts the run, and memory
-does not grow with the file.
+Large files (logs, training data) never pass through Python row by row: DuckDB reads the file
+once into a TEMP table of numbered lines (spilled to disk past the memory limit, so memory does not
+grow with the file), checks every row in SQL and inserts the good ones with one
+``INSERT ... SELECT``. A bad row aborts the transaction, so nothing of the run is written.
 
 None of these functions opens or commits a transaction of its own unless the caller has none:
 :func:`llmrca.ingest.ingest_bundle` wraps a whole bundle in one.
@@ -17,14 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from llmrca.errors import ValidationError
 from llmrca.store.core import Store
 from llmrca.textcheck import sql_unencodable_or
+
+if TYPE_CHECKING:  # only annotations here; importing pandas slows the start of every ingest
+    import pandas as pd
 
 #: Guardrail decisions accepted in guardrail logs.
 GUARDRAIL_DECISIONS = ("allow", "block", "flag", "redact")
@@ -75,11 +77,22 @@ def source_relation(path: Path) -> str:
     raise ValidationError(str(path), None, None, "a .jsonl, .csv or .parquet file", path.suffix)
 
 
-def _parsed(path: Path) -> str:
-    """Rows with ``j``: the JSON object of the line, or NULL when the line is not one."""
-    return (f"SELECT line, raw, CASE WHEN json_valid(raw) THEN CASE WHEN json_type(raw) = 'OBJECT' "
-            f"THEN raw::JSON END END AS j FROM ({source_relation(path)}) WHERE raw IS NOT NULL "
-            f"AND trim(raw) <> ''")
+# starts_with first: trim copies every line it reads, and most lines are objects.
+_NOT_BLANK = "raw IS NOT NULL AND (starts_with(raw, '{') OR trim(raw) <> '')"
+
+
+def _parsed(source: str, paths: Sequence[str]) -> str:
+    """Non-blank rows of ``source`` with ``f``, the text at each JSON path, and ``j``, the object.
+
+    ``f`` is NULL when the line is not JSON; ``j`` is the line when it is a JSON object, else NULL.
+    """
+    # One parse per row: try() turns the error on a line that is not JSON into NULL (json_valid,
+    # json_type and a ::JSON cast each parsed the line again). A valid JSON text that starts with
+    # '{' is an object, so json_type runs only on the rare line that does not.
+    return (f"SELECT line, raw, f, CASE WHEN f IS NOT NULL AND CASE WHEN starts_with(raw, '{{') "
+            "THEN true ELSE try(json_type(raw)) = 'OBJECT' END THEN raw END AS j FROM "
+            f"(SELECT line, raw, try(json_extract_string(raw, {list(paths)!r})) AS f "
+            f"FROM {source} WHERE {_NOT_BLANK})")
 
 
 def _hashed(expr: str, salt_param: str = "$salt") -> str:
@@ -125,31 +138,77 @@ def _named(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
-def _run_checked(store: Store, path: Path, display: str, extract: str, case: str,
-                 insert_sql: str, params: dict[str, Any], *, skip_invalid: bool, run_id: str,
-                 incident_id: str | None, reject_scrub: str, check_extract: str | None = None
-                 ) -> FileIngestResult:
-    """Check every row with ``case``; abort on the first bad one or reject them; then insert.
+#: The TEMP table that holds the lines of the file being ingested, dropped after each file.
+_SOURCE = "_llmrca_source"
 
-    ``extract`` computes ``f`` (the list of a row's fields as text) once per row; ``case`` yields
-    NULL for a good row or a struct ``{field, expected, got}`` for a bad one; ``insert_sql`` reads
-    the good rows from ``checked``. ``check_extract``, when given, extracts only the prefix of
-    ``f`` that ``case`` reads, for the passes that do not insert. A rejected row is kept with ``reject_scrub`` applied (its
-    personal fields hashed), or without its text when it is not JSON (it may hold identifiers).
+
+def _run_checked(store: Store, path: Path, display: str, paths: Sequence[str], case: str,
+                 insert_sql: str, params: dict[str, Any], *, skip_invalid: bool, run_id: str,
+                 incident_id: str | None, reject_scrub: str, check_paths: Sequence[str] = (),
+                 first_of_repeats: bool = False) -> FileIngestResult:
+    """Check every row with ``case``; abort on the first bad one or reject them; insert the rest.
+
+    The file is read once, into a TEMP table of ``(line, raw)`` (DuckDB spills it to disk past its
+    memory limit), because numbering lines runs on one thread and everything after it then runs
+    on all. ``f`` holds the text at each of ``paths`` (only ``check_paths``, a prefix, in a pass
+    that only checks); ``case`` yields NULL for a good row or a struct ``{field, expected, got}``
+    for a bad one; ``insert_sql`` reads the good rows from ``good``, which keeps only the first of
+    identical lines when ``first_of_repeats``. A rejected row is kept with ``reject_scrub``
+    applied (its personal fields hashed), or without its text when it is not JSON (it may hold
+    identifiers). Runs in a transaction (the caller's when it holds one): a bad row raises
+    :class:`ValidationError` and the rollback removes whatever the file had inserted.
     """
     con = store.con
-
-    def checked_with(fields_sql: str) -> str:
-        return (f"WITH parsed AS ({_parsed(path)}), fields AS (SELECT *, {fields_sql} AS f "
-                f"FROM parsed), checked AS (SELECT *, {case} AS err FROM fields) ")
-
-    checked = checked_with(check_extract or extract)
     params = {**params, "run_id": run_id, "display": display, "incident_id": incident_id}
-    count_sql = f"{checked} SELECT count(*), count(err) FROM checked"
-    try:
-        total, bad = con.execute(count_sql, _named(count_sql, params)).fetchall()[0]
-    except duckdb.Error as exc:  # unreadable file: no such file, bad CSV or Parquet, ...
-        raise ValidationError(display, None, None, f"a readable file ({exc})") from None
+    with store.transaction():  # joins the caller's: a bad row leaves nothing of the bundle
+        try:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {_SOURCE} AS {source_relation(path)}")
+        except duckdb.Error as exc:  # unreadable file: no such file, bad CSV or Parquet, ...
+            raise ValidationError(display, None, None, f"a readable file ({exc})") from None
+        try:
+            return _check_and_insert(
+                con, display, paths, case, insert_sql, params, skip_invalid=skip_invalid,
+                reject_scrub=reject_scrub, check_paths=check_paths or paths,
+                first_of_repeats=first_of_repeats)
+        finally:
+            try:
+                con.execute(f"DROP TABLE IF EXISTS {_SOURCE}")
+            except duckdb.Error:  # the transaction failed; its rollback drops the table
+                pass
+
+
+def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Sequence[str],
+                      case: str, insert_sql: str, params: dict[str, Any], *, skip_invalid: bool,
+                      reject_scrub: str, check_paths: Sequence[str], first_of_repeats: bool
+                      ) -> FileIngestResult:
+    """The body of :func:`_run_checked`, on the lines already in :data:`_SOURCE`."""
+    def checked_with(fields: Sequence[str]) -> str:
+        return f"WITH checked AS (SELECT *, {case} AS err FROM ({_parsed(_SOURCE, fields)})) "
+
+    # Identical lines get one id. hash() is cheap and equal for equal lines, so equal counts
+    # prove there are none; a collision only sends the file down the exact path below.
+    repeats_sql = "count(*) - count(DISTINCT hash(raw))" if first_of_repeats else "0"
+    total, repeats = con.execute(
+        f"SELECT count(*), {repeats_sql} FROM {_SOURCE} WHERE {_NOT_BLANK}").fetchall()[0]
+    good = "good AS (SELECT * FROM checked WHERE err IS NULL"
+    if repeats:
+        # Every line after the first of a run of identical ones.
+        good += (f" AND line NOT IN (SELECT line FROM {_SOURCE} WHERE hash(raw) IN "
+                 f"(SELECT hash(raw) FROM {_SOURCE} GROUP BY ALL HAVING count(*) > 1) "
+                 "QUALIFY row_number() OVER (PARTITION BY raw ORDER BY line) > 1)")
+    insert = f"{checked_with(paths)}, {good}) {insert_sql}"
+    inserted = None
+    if not skip_invalid and not repeats:
+        # Insert first: when every line went in, none was bad and the check pass can be skipped
+        # (one parse of the file instead of two). Otherwise a bad row raises below and the
+        # transaction, which run_checked holds, takes these rows back.
+        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+        if inserted == total:
+            return FileIngestResult(display, int(total), int(inserted), 0)
+
+    checked = checked_with(check_paths)
+    count_sql = f"{checked} SELECT count(err) FROM checked"
+    bad = con.execute(count_sql, _named(count_sql, params)).fetchall()[0][0]
     if bad and not skip_invalid:
         first_sql = (f"{checked} SELECT line, err FROM checked WHERE err IS NOT NULL "
                      "ORDER BY line LIMIT 1")
@@ -166,8 +225,8 @@ def _run_checked(store: Store, path: Path, display: str, extract: str, case: str
             "::VARCHAR "
             "END FROM checked WHERE err IS NOT NULL")
         rejected = con.execute(reject_sql, _named(reject_sql, params)).fetchall()[0][0]
-    insert = f"{checked_with(extract)} {insert_sql}"
-    inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+    if inserted is None:
+        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
     return FileIngestResult(display, int(total), int(inserted), int(rejected))
 
 
@@ -209,27 +268,28 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
              _err("decision", f"one of {decisions}", f["decision"])),
         ]
     case = "CASE " + " ".join(f"WHEN {cond} THEN {val}" for cond, val in checks) + " END"
-    extract = f"json_extract_string(j, {paths!r})"
-    check_extract = f"json_extract_string(j, {paths[:_LOG_CHECKED]!r})"
     scrub = _scrub_patch(personal, LOG_FIELDS)
     insert = (
-        "INSERT OR IGNORE INTO log_events (event_id, incident_id, stream, source_file, "
+        "INSERT INTO log_events (event_id, incident_id, stream, source_file, "
         "source_line, ts, level, event_type, session_hash, user_hash, model_version, prompt, "
         "output, guardrail_rule, guardrail_decision, guardrail_score, attributes) "
-        # event_id: the first 128 bits (32 hex digits) of sha256(incident, stream, line text):
-        # a smaller primary-key index than the full digest, at no practical risk of collision.
-        "SELECT left(sha256($incident_id || chr(31) || $stream || chr(31) || raw), 32), "
-        "$incident_id, "
+        # event_id: the first 128 bits (32 hex digits) of sha256(incident, stream, line text).
+        "SELECT * FROM (SELECT left(sha256($incident_id || chr(31) || $stream || chr(31) "
+        "|| raw), 32) AS event_id, $incident_id, "
         f"$stream, $display, line, try_cast({f['timestamp']} AS TIMESTAMPTZ)::TIMESTAMP, "
         f"{f['level']}, {f['event_type']}, {_hashed(f['session_id'])}, {_hashed(f['user_id'])}, "
         f"coalesce({f['model_version']}, {f['model']}), {f['prompt']}, {f['output']}, "
         f"{f['rule']}, lower({f['decision']}), try_cast({f['score']} AS DOUBLE), "
-        f"json_merge_patch(j, {scrub}) "
-        "FROM checked WHERE err IS NULL")
+        f"json_merge_patch(j, {scrub}) FROM good) new "
+        # Dedupe without a primary key (its index cost more than the rest of the insert): an
+        # anti-join on the ids the incident already has; `good` holds no repeated line.
+        "WHERE NOT EXISTS (SELECT 1 FROM log_events old WHERE old.incident_id = $incident_id "
+        "AND old.event_id = new.event_id)")
     params = {"stream": stream, "salt": store.salt}
-    return _run_checked(store, path, display, extract, case, insert, params,
+    return _run_checked(store, path, display, paths, case, insert, params,
                         skip_invalid=skip_invalid, run_id=run_id, incident_id=incident_id,
-                        reject_scrub=_scrub_patch(personal, ()), check_extract=check_extract)
+                        reject_scrub=_scrub_patch(personal, ()),
+                        check_paths=paths[:_LOG_CHECKED], first_of_repeats=True)
 
 
 def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id: str,
@@ -243,7 +303,7 @@ def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id
     display = display or str(path)
     fields = ("example_id", "prompt", "completion", "source")
     f = {name: f"f[{i + 1}]" for i, name in enumerate(fields)}
-    extract = f"json_extract_string(j, {[f'$.{n}' for n in fields]!r})"
+    paths = [f"$.{n}" for n in fields]
     has_messages = "json_type(j, '$.messages') IS NOT NULL AND json_type(j, '$.messages') <> 'NULL'"
     checks = [
         ("j IS NULL", sql_unencodable_or(
@@ -264,9 +324,9 @@ def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id
         f"json_extract(j, '$.messages'), {f['prompt']}, {f['completion']}, "
         f"json_merge_patch(coalesce(json_extract(j, '$.metadata'), '{{}}'::JSON), "
         f"json_object('source', {f['source']})) "
-        "FROM checked WHERE err IS NULL")
+        "FROM good")
     params = {"model_version": model_version}
-    return _run_checked(store, path, display, extract, case, insert, params,
+    return _run_checked(store, path, display, paths, case, insert, params,
                         skip_invalid=skip_invalid, run_id=run_id, incident_id=None,
                         reject_scrub="'{}'::JSON")
 

@@ -217,6 +217,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         # or `llmrca incidents focus`, applied again to interactions ingested later.
         "ALTER TABLE incidents ADD COLUMN offending_selection JSON",
     ]),
+    (5, "log events: no primary-key index on event_id (ingest dedupes by anti-join)", [
+        # Keeping the ART index of a million 32-hex-digit ids took more time than the rest of a
+        # large ingest; the insert now skips ids the incident already has instead. The ids are
+        # unchanged, so rows ingested before still dedupe. DuckDB cannot drop a primary key in
+        # place, hence the copy.
+        """CREATE TABLE log_events_v5 (
+            event_id VARCHAR NOT NULL,
+            incident_id VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            source_file VARCHAR,
+            source_line BIGINT,
+            ts TIMESTAMP NOT NULL,
+            level VARCHAR,
+            event_type VARCHAR,
+            session_hash VARCHAR,
+            user_hash VARCHAR,
+            model_version VARCHAR,
+            prompt VARCHAR,
+            output VARCHAR,
+            guardrail_rule VARCHAR,
+            guardrail_decision VARCHAR,
+            guardrail_score DOUBLE,
+            attributes JSON,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        "INSERT INTO log_events_v5 SELECT * FROM log_events",
+        "DROP TABLE log_events",
+        "ALTER TABLE log_events_v5 RENAME TO log_events",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
