@@ -330,3 +330,38 @@ def test_garak_hitlog_alone_gives_the_hit_outputs_flagged(store, incident):
     report = ingest_file(store, REPORT_017, incident_id=incident)
     assert (report.inserted, report.files[0].conflicts) == (1, 0)
     assert store.count("interactions") == 4
+
+
+def test_json_nested_too_deep_is_a_field_error_not_a_recursion_error(store, tmp_path):
+    from llmrca.errors import ValidationError
+    from llmrca.incidents import create_incident
+    from llmrca.ingest import ingest_file
+
+    create_incident(store, "INC-D", title="t", category="other")
+    path = tmp_path / "deep.jsonl"
+    deep = '{"a":' * 900 + "1" + "}" * 900
+    path.write_text('{"messages": [{"role": "user", "content": "hi"}], "model_version": "m"}\n'
+                    '{"messages": [{"role": "user", "content": "x"}], "model_version": "m", '
+                    f'"metadata": {deep}}}\n')
+    before = store.table_counts()
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id="INC-D")
+    assert (info.value.line, info.value.field) == (2, "metadata")
+    assert "nested at most 64 levels" in info.value.expected
+    assert store.table_counts() == before
+    report = ingest_file(store, path, incident_id="INC-D", skip_invalid=True)
+    assert (report.inserted, report.rejected) == (1, 1)
+
+
+def test_a_timestamp_out_of_range_in_utc_is_a_field_error(store, tmp_path):
+    from llmrca.errors import ValidationError
+    from llmrca.incidents import create_incident
+    from llmrca.ingest import ingest_file
+
+    create_incident(store, "INC-T", title="t", category="other")
+    path = tmp_path / "tz.jsonl"
+    path.write_text('{"messages": [{"role": "user", "content": "x"}], "model_version": "m", '
+                    '"timestamp": "0001-01-01T00:00:00+05:00"}\n')
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id="INC-T")
+    assert (info.value.line, info.value.field) == (1, "timestamp")

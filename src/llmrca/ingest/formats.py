@@ -86,6 +86,8 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
         except json.JSONDecodeError as exc:
             document = ValidationError(str(path), exc.lineno, None,
                                        f"a JSON document ({exc.msg} at column {exc.colno})")
+        except RecursionError:
+            document = _too_deep(path, 1)
         yield 1, document
         return
     with path.open(encoding="utf-8", errors="surrogateescape") as handle:
@@ -98,10 +100,45 @@ def iter_json_records(path: Path) -> Iterator[tuple[int, Any]]:
                 yield number, ValidationError(
                     str(path), number, None,
                     f"one JSON object per line ({exc.msg} at column {exc.colno})", line.strip())
+            except RecursionError:
+                yield number, _too_deep(path, number)
+
+
+#: How deep a record's JSON may nest. Real chat records nest a few levels (messages, parts,
+#: tool calls, metadata); a deeper one is refused rather than risk the recursion limits of the
+#: code that hashes, checks and stores it.
+MAX_JSON_DEPTH = 64
+
+
+def _depth_error(path: Path, line: int, record: Any) -> ValidationError | None:
+    """The error for a record nested deeper than :data:`MAX_JSON_DEPTH`, naming where."""
+    stack: list[tuple[Any, str, int]] = [(record, "", 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return ValidationError(str(path), line, where.split(".")[0] or None,
+                                   f"JSON nested at most {MAX_JSON_DEPTH} levels deep",
+                                   where[:60] + "...")
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}" if where else str(k), depth + 1)
+                         for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}.{i}" if where else str(i), depth + 1)
+                         for i, v in enumerate(value))
+    return None
+
+
+def _too_deep(path: Path, line: int) -> ValidationError:
+    return ValidationError(str(path), line, None,
+                           f"JSON nested at most {MAX_JSON_DEPTH} levels deep")
 
 
 def _checked(path: Path, line: int, text: str, record: Any) -> Any:
-    """``record``, or the error naming its first value that cannot be stored."""
+    """``record``, or the error naming its first value that cannot be stored (or that nests
+    too deep)."""
+    too_deep = _depth_error(path, line, record)
+    if too_deep is not None:
+        return too_deep
     if not may_hold_surrogate(text):
         return record
     found = first_lone_surrogate(record)

@@ -154,7 +154,11 @@ class Where:
         except (TypeError, ValueError, OverflowError, OSError):
             raise self.error(field_name, "an ISO-8601 timestamp or epoch number", value) from None
         if parsed.tzinfo is not None:
-            parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            try:
+                parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
+            except OverflowError:   # year 1 with a positive offset, year 9999 with a negative
+                raise self.error(field_name, "a timestamp that is in range once converted to "
+                                             "UTC", value) from None
         return parsed
 
     def messages(self, value: Any, field_name: str = "messages", *,
