@@ -256,12 +256,23 @@ def test_training_data_and_models_yaml(store, tmp_path):
         ingest_bundle(store, bundle)
     assert (info.value.line, info.value.field) == (2, "versions.0.source")
 
+    (bundle / "models.yaml").write_text(
+        "versions:\n  - name: assistant-v2\n    deployed_from: 2026-10-12T08:00:00Z\n"
+        "    deployed_to: 2026-10-01T00:00:00Z\n")
+    with pytest.raises(ValidationError, match="a time after deployed_from") as info:
+        ingest_bundle(store, bundle)
+    assert (info.value.line, info.value.field) == (4, "versions.0.deployed_to")
+
 
 def test_bad_training_row(store, tmp_path):
     bundle = make_bundle(tmp_path / "b")
     (bundle / "training_data").mkdir()
     (bundle / "training_data" / "v.jsonl").write_text(
         _line(example_id="ex-1", prompt="q") + "\n")
+    with pytest.raises(ValidationError, match="after a registered version") as info:
+        ingest_bundle(store, bundle)          # no version "v" is registered
+    assert info.value.file.endswith("v.jsonl") and store.count("incidents") == 0
+    store.con.execute("INSERT INTO model_versions (name, source) VALUES ('v', '/m')")
     with pytest.raises(ValidationError) as info:
         ingest_bundle(store, bundle)
     assert (info.value.line, info.value.field) == (1, "messages")

@@ -260,6 +260,7 @@ def ingest_bundle(store: Store, path: str | Path, *, format_name: str | None = N
                     store, file, incident_id=incident_id, stream=role, run_id=run_id,
                     personal_fields=personal, skip_invalid=skip_invalid))
             else:
+                _check_training_version(store, file)
                 results.append(writes.ingest_training_file(
                     store, file, model_version=file.stem, run_id=run_id,
                     skip_invalid=skip_invalid))
@@ -321,6 +322,19 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
                  if kind == "interactions" and incident_id else {})
     return IngestReport(run_id, None if kind == "training" else incident_id, None, (result,),
                         roles=roles)
+
+
+def _check_training_version(store: Store, file: Path) -> None:
+    """``training_data/<version>.jsonl`` must name a registered version (or one models.yaml of
+    the same bundle registers): fine-tuning data under a typo would be searched for nothing."""
+    from llmrca.store.model_versions import model_version_names
+
+    known = model_version_names(store)
+    if file.stem not in known:
+        raise ValidationError(
+            str(file), None, None, "a training_data file named <model version>.jsonl after a "
+            "registered version (" + (", ".join(known) or "none registered") + "; register it "
+            "with `llmrca models add` or in the bundle's models.yaml)", file.name)
 
 
 def _counts(result: writes.FileIngestResult) -> dict[str, Any]:

@@ -130,11 +130,15 @@ def parse_models(path: Path) -> list[ModelVersionEntry]:
             local = (path.parent / source)
             if local.exists():
                 source = str(local.resolve())
+        deployed_from = item.timestamp("deployed_from")
+        deployed_to = item.timestamp("deployed_to")
+        if deployed_from is not None and deployed_to is not None and deployed_to < deployed_from:
+            raise item.error("deployed_to", f"a time after deployed_from ({deployed_from} UTC)",
+                             item.raw("deployed_to"))
         entries.append(ModelVersionEntry(
             name=item.string("name", required=True), source=source,
             revision=item.string("revision"),  # as written: `revision: 3` is "3"
             parent=item.string("parent"),
-            deployed_from=item.timestamp("deployed_from"),
-            deployed_to=item.timestamp("deployed_to"), notes=item.string("notes"),
+            deployed_from=deployed_from, deployed_to=deployed_to, notes=item.string("notes"),
             line=item.line))
     return entries
