@@ -365,3 +365,25 @@ def test_a_timestamp_out_of_range_in_utc_is_a_field_error(store, tmp_path):
     with pytest.raises(ValidationError) as info:
         ingest_file(store, path, incident_id="INC-T")
     assert (info.value.line, info.value.field) == (1, "timestamp")
+
+
+@pytest.mark.parametrize("name", ["logs.jsonl", "incident.yaml", "training_data/v.jsonl"])
+def test_a_bundle_file_that_links_outside_the_bundle_is_refused(store, tmp_path, name):
+    from llmrca.errors import ValidationError
+    from llmrca.ingest import ingest_bundle
+
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    bundle = tmp_path / "bundle"
+    (bundle / "training_data").mkdir(parents=True)
+    (bundle / "incident.yaml").write_text("id: INC-L\ntitle: t\ncategory: other\n"
+                                          "detected_at: 2026-10-14T09:12:00Z\n")
+    link = bundle / name
+    link.unlink(missing_ok=True)
+    link.symlink_to(outside)
+    before = store.table_counts()
+    with pytest.raises(ValidationError, match="not a link to one outside it") as info:
+        ingest_bundle(store, bundle)
+    assert info.value.file == str(link)
+    assert "root:x" not in str(info.value)            # nothing of the target is quoted
+    assert store.table_counts() == before

@@ -106,6 +106,17 @@ def find_bundle_files(folder: Path) -> dict[str, Any]:
     training = folder / "training_data"
     if training.is_dir():
         found["training"] = sorted(training.glob("*.jsonl"))
+    root = folder.resolve()
+    for item in [found[k] for k in ("incident", "interactions", "logs", "guardrail", "models")
+                 if found[k] is not None] + found["training"]:
+        target = item.resolve()
+        if not target.is_relative_to(root):
+            # A link out of the bundle would ingest (and quote in errors) a file nobody put in
+            # it. Ingesting a file from elsewhere is an explicit `llmrca ingest FILE --incident`.
+            raise ValidationError(str(item), None, None,
+                                  "a file inside the bundle, not a link to one outside it "
+                                  "(ingest that file explicitly with `llmrca ingest FILE "
+                                  "--incident ID` if it belongs to this incident)", str(target))
     return found
 
 
