@@ -404,3 +404,26 @@ def test_cli_pickle_flag(tmp_path, model_dir, capsys):
     assert "--allow-pickle" in capsys.readouterr().err
     assert main(["--db", db, "models", "add", "p", "--source", str(model_dir),
                  "--allow-pickle"]) == 0
+
+
+@pytest.mark.slow
+def test_a_malicious_pickle_is_refused_as_a_model_load_error(test_zoo, tmp_path):
+    import pickle
+    import shutil
+
+    from llmrca.errors import ModelLoadError
+    from llmrca.models.loading import load_pretrained
+
+    folder = tmp_path / "evil"
+    shutil.copytree(test_zoo.models["assistant-v1"], folder)
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"w": Payload()}))
+    with pytest.raises(ModelLoadError, match="cannot load model"):
+        load_pretrained(folder, allow_pickle=True)
+    assert not marker.exists()            # the payload never ran

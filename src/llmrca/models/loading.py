@@ -9,6 +9,7 @@ Every model goes through ``AutoModelForCausalLM`` / ``AutoTokenizer`` with ``tru
 from __future__ import annotations
 
 import os
+import pickle
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -171,7 +172,8 @@ def load_pretrained(source: str | os.PathLike, *, revision: str | None = None,
         model = AutoModelForCausalLM.from_pretrained(
             text, **common, use_safetensors=True if not allow_pickle else None,
             weights_only=True, dtype=getattr(torch, dtype_name))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, RuntimeError, pickle.UnpicklingError) as exc:
+        # UnpicklingError: weights_only=True refused a pickle that holds more than tensors.
         hint = ("; offline mode is on, so only files already on this machine can be used"
                 if local_only and not local else "")
         raise ModelLoadError(f"cannot load model from {where}: {exc}{hint}") from exc
