@@ -20,6 +20,7 @@ from llmrca.judges.base import (
 )
 from llmrca.judges.classifier import ClassifierJudge
 from llmrca.judges.combine import agreement, combine
+from llmrca.judges.compliance import ComplianceJudge, content_words, echo
 from llmrca.judges.refusal import DEFAULT_REFUSAL_PHRASES, RefusalJudge
 from llmrca.judges.rules import Rule, RuleJudge, RuleSet, load_rules, shipped_rule_sets
 from llmrca.judges.selection import DEFAULT_JUDGES, available_judges, default_judges, get_judge
@@ -33,6 +34,7 @@ __all__ = [
     "JUDGES",
     "LABELS",
     "ClassifierJudge",
+    "ComplianceJudge",
     "Judge",
     "Judgement",
     "RefusalJudge",
@@ -43,7 +45,9 @@ __all__ = [
     "agreement",
     "available_judges",
     "combine",
+    "content_words",
     "default_judges",
+    "echo",
     "get_judge",
     "load_rules",
     "normalise_text",
