@@ -21,6 +21,7 @@ from llmrca.judges.base import (
 from llmrca.judges.classifier import ClassifierJudge
 from llmrca.judges.combine import agreement, combine
 from llmrca.judges.compliance import ComplianceJudge, content_words, echo
+from llmrca.judges.hf import GuardLMJudge, HFClassifierJudge, ModelJudge
 from llmrca.judges.refusal import DEFAULT_REFUSAL_PHRASES, RefusalJudge
 from llmrca.judges.rules import Rule, RuleJudge, RuleSet, load_rules, shipped_rule_sets
 from llmrca.judges.selection import DEFAULT_JUDGES, available_judges, default_judges, get_judge
@@ -30,9 +31,12 @@ __all__ = [
     "CONTEXT_KEYS",
     "DEFAULT_JUDGES",
     "DEFAULT_REFUSAL_PHRASES",
+    "GuardLMJudge",
+    "HFClassifierJudge",
     "JUDGEMENT_COLUMNS",
     "JUDGES",
     "LABELS",
+    "ModelJudge",
     "ClassifierJudge",
     "ComplianceJudge",
     "Judge",

@@ -25,7 +25,9 @@ DEFAULT_JUDGES: dict[str, list[str]] = {
 FALLBACK_JUDGES: list[str] = ["refusal"]
 
 # Judge kinds that need a ':' argument, with how to spell it.
-_NEEDS_ARGUMENT = {"rules": "rules:<path to a rules .yaml file>"}
+_NEEDS_ARGUMENT = {"rules": "rules:<path to a rules .yaml file>",
+                   "hf-classifier": "hf-classifier:<local model folder>",
+                   "guard-lm": "guard-lm:<local model folder>"}
 _OPTIONAL_ARGUMENT = {"classifier": "classifier:<path to a saved classifier judge>"}
 
 
@@ -50,9 +52,11 @@ def get_judge(spec: str, **options: Any) -> Judge:
     Parameters
     ----------
     spec : str
-        ``refusal``, ``compliance``, ``same-as-incident``, ``rules:jailbreak`` / ``rules:privacy`` (shipped rule
-        sets), ``rules:/path/to/rules.yaml``, ``classifier`` (unfitted) or ``classifier:/path``
-        (saved), or any kind added with :func:`~llmrca.judges.register_judge`.
+        ``refusal``, ``compliance``, ``same-as-incident``, ``rules:jailbreak`` /
+        ``rules:privacy`` (shipped rule sets), ``rules:/path/to/rules.yaml``, ``classifier``
+        (unfitted) or ``classifier:/path`` (saved), ``hf-classifier:/model/folder``,
+        ``guard-lm:/model/folder``, or any kind added with
+        :func:`~llmrca.judges.register_judge`.
     **options
         Passed to the judge's constructor (``threshold=0.9``, ``phrases=[...]``).
 
