@@ -2,8 +2,9 @@
 
 Pick judges by spec (:func:`get_judge`), or let the incident's category pick them
 (:func:`default_judges`); run each with ``judge.judge(samples, context)``; put several together
-with :func:`combine` and check them against each other with :func:`agreement`. Results go to the
-store with :func:`llmrca.store.judgements.write_judgements`.
+with :func:`combine` and check them against each other with :func:`agreement`; check one against
+human labels with :func:`validate_judge` (sensitivity, specificity, and rates corrected for its
+error). Results go to the store with :func:`llmrca.store.judgements.write_judgements`.
 
 ``import llmrca.judges`` does not import scikit-learn, torch or pandas.
 """
@@ -26,6 +27,13 @@ from llmrca.judges.refusal import DEFAULT_REFUSAL_PHRASES, RefusalJudge
 from llmrca.judges.rules import Rule, RuleJudge, RuleSet, load_rules, shipped_rule_sets
 from llmrca.judges.selection import DEFAULT_JUDGES, available_judges, default_judges, get_judge
 from llmrca.judges.similarity import SimilarityJudge, similarity
+from llmrca.judges.validation import (
+    JudgeValidation,
+    labels_frame,
+    read_labels,
+    stored_validation,
+    validate_judge,
+)
 
 __all__ = [
     "CONTEXT_KEYS",
@@ -40,6 +48,7 @@ __all__ = [
     "ClassifierJudge",
     "ComplianceJudge",
     "Judge",
+    "JudgeValidation",
     "Judgement",
     "RefusalJudge",
     "Rule",
@@ -53,9 +62,13 @@ __all__ = [
     "default_judges",
     "echo",
     "get_judge",
+    "labels_frame",
     "load_rules",
     "normalise_text",
+    "read_labels",
     "register_judge",
     "shipped_rule_sets",
     "similarity",
+    "stored_validation",
+    "validate_judge",
 ]
