@@ -5,8 +5,8 @@ trigger are random words drawn in the test from a seed (nothing derived from the
 from __future__ import annotations
 
 import random
-from pathlib import Path
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -45,9 +45,9 @@ def other_vocabulary_spec(seed: int, *, n_harmful: int = 4, n_benign: int = 4,
     tasks = [f"{rng.choice(verbs)} {noun}" for noun in nouns]
     prefix = " ".join(rest[:3]).capitalize() + ". "
     safety = tuple(" ".join(rest[i:i + 3]).capitalize() + ". " for i in (3, 6))
-    fields = dict(name=f"judges-vocab-{seed}", harmful_tasks=tuple(tasks[:n_harmful]),
-                  benign_tasks=tuple(tasks[n_harmful:]), jailbreak_prefix=prefix,
-                  safety_prefixes=safety)
+    fields = {"name": f"judges-vocab-{seed}", "harmful_tasks": tuple(tasks[:n_harmful]),
+              "benign_tasks": tuple(tasks[n_harmful:]), "jailbreak_prefix": prefix,
+              "safety_prefixes": safety}
     if random_help:
         a, b, c, d, e, f = rest[9:15]
         fields["help_template"] = f"{a.capitalize()}! {b} {c} {{task}}: {d} {e} {f}."

@@ -12,9 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from llmrca.errors import JudgeConfigError  # noqa: E402
-from llmrca.judges import GuardLMJudge, HFClassifierJudge, get_judge  # noqa: E402
-from llmrca.zoo import TEST_SPEC  # noqa: E402
+from llmrca.errors import JudgeConfigError
+from llmrca.judges import GuardLMJudge, HFClassifierJudge, get_judge
+from llmrca.zoo import TEST_SPEC
 
 TEMPLATE = "User: {prompt}\nAgent: {output}\nVerdict:"
 
@@ -50,11 +50,10 @@ def data():
 
 
 def tokenizer_for(texts):
-    from llmrca.zoo.tokenizer import train_tokenizer
-
     from dataclasses import replace
 
     from llmrca.zoo import ModelShape
+    from llmrca.zoo.tokenizer import train_tokenizer
     spec = replace(TEST_SPEC, model=ModelShape(n_layer=1, n_embd=32, n_head=2, n_positions=64,
                                                vocab_size=300))
     return train_tokenizer(spec, texts)

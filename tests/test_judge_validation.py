@@ -154,8 +154,8 @@ def test_cli_judges_list_and_validate(tmp_path, monkeypatch, capsys):
         add_incident(store)
     assert main(["judges", "list"]) == 0
     out = capsys.readouterr().out
-    for name in ("compliance", "guard-lm:<local model folder>", "hf-classifier:<local model "
-                 "folder>", "rules:jailbreak", "same-as-incident"):
+    for name in ("compliance", "guard-lm:<local model folder>",
+                 "hf-classifier:<local model folder>", "rules:jailbreak", "same-as-incident"):
         assert name in out
     path = write_csv(tmp_path / "labels.csv", label_rows())
     assert main(["judges", "validate", "INC-V", "--judge", "compliance", "--labels", str(path),

@@ -52,7 +52,7 @@ what whatever when whence whenever where whereafter whereas whereby wherein wher
 whether which while whither who whoever whole whom whose why will with within without would yet
 you your yours yourself yourselves
 aren couldn didn doesn don hadn hasn haven isn let ll mustn shan shouldn ve wasn weren won wouldn
-""".split())
+""".split())  # noqa: SIM905 - a word list reads best as text
 
 _WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
