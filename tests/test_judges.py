@@ -374,9 +374,9 @@ def test_classifier_spec_loads_with_environment_opt_in(tmp_path, monkeypatch):
 
 # -- choosing judges -----------------------------------------------------------------------------
 @pytest.mark.parametrize("category, expected", [
-    ("jailbreak", ["rules:jailbreak", "refusal"]),
-    ("harmful-content", ["rules:jailbreak", "refusal"]),
-    ("Harmful_Content", ["rules:jailbreak", "refusal"]),
+    ("jailbreak", ["compliance", "refusal"]),
+    ("harmful-content", ["compliance", "refusal"]),
+    ("Harmful_Content", ["compliance", "refusal"]),
     ("privacy", ["rules:privacy", "refusal"]),
     ("bias", ["same-as-incident", "refusal"]),
     ("prompt-injection", ["same-as-incident", "refusal"]),

@@ -11,6 +11,9 @@ scipy; the results are frozen dataclasses that carry the numbers and name the me
   and without a perturbation): exact McNemar test, a two-sided binomial test on the discordant pairs.
 - :func:`permutation_test` — a two-sample permutation test on the difference of means.
 - :func:`holm` — Holm's step-down correction of several p-values, in their original order.
+- :func:`rogan_gladen` — a rate corrected for judge error (sensitivity and specificity measured
+  against human labels), with the Lang-Reiczigel interval that carries the uncertainty of all
+  three binomials.
 
 ``import llmrca.stats`` loads scipy when a function is first called, not at import.
 """
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from llmrca.errors import InvalidArgumentError
 
 __all__ = [
+    "CorrectedRate",
     "McNemarResult",
     "PermutationResult",
     "RateComparison",
@@ -34,6 +38,7 @@ __all__ = [
     "paired_table",
     "permutation_test",
     "rate",
+    "rogan_gladen",
     "wilson_interval",
 ]
 
@@ -312,3 +317,146 @@ def holm(pvalues: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p))
         adjusted[i] = running
     return adjusted
+
+
+# -- rates corrected for judge error -------------------------------------------------------------
+@dataclass(frozen=True)
+class CorrectedRate:
+    """A rate corrected for judge error (Rogan-Gladen), with an interval that carries the error.
+
+    Attributes
+    ----------
+    raw : RateEstimate
+        What the judge counted: ``k / n`` with its Wilson interval (judge error ignored).
+    prevalence : float
+        Rogan-Gladen estimate ``(k/n + sp - 1) / (se + sp - 1)`` clipped to [0, 1].
+    low, high : float
+        Lang-Reiczigel interval (see :func:`rogan_gladen`), clipped to [0, 1].
+    sensitivity, specificity : float
+        The judge's sensitivity and specificity used (point values).
+    sensitivity_counts, specificity_counts : (int, int) or None
+        ``(successes, trials)`` they were measured from; None when given as known numbers.
+    youden : float
+        ``sensitivity + specificity - 1``.
+    confidence : float
+    method : str
+    """
+
+    raw: RateEstimate
+    prevalence: float
+    low: float
+    high: float
+    sensitivity: float
+    specificity: float
+    sensitivity_counts: tuple[int, int] | None
+    specificity_counts: tuple[int, int] | None
+    youden: float
+    confidence: float = 0.95
+    method: str = ("Rogan-Gladen point estimate; Lang-Reiczigel (2014) adjusted delta-method "
+                   "interval over the rate, sensitivity and specificity binomials")
+
+
+def _accuracy(value, name: str) -> tuple[float, tuple[int, int] | None]:
+    """A judge accuracy given as a number in [0, 1] (known) or as ``(successes, trials)``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise InvalidArgumentError(f"{name} must be a number in [0, 1] or a pair (successes, "
+                                       f"trials); got {value!r}")
+        k, n = _check_counts(value[0], value[1])
+        if n == 0:
+            raise InvalidArgumentError(f"{name} was measured on 0 labelled samples; label some "
+                                       f"(llmrca judges validate) before correcting a rate")
+        return k / n, (k, n)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{name} must be a number in [0, 1] or a pair (successes, "
+                                   f"trials); got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise InvalidArgumentError(f"{name} must be in [0, 1]; got {value!r}")
+    return number, None
+
+
+def _clip(x: float) -> float:
+    return min(1.0, max(0.0, x))
+
+
+def rogan_gladen(k: int, n: int, sensitivity, specificity, confidence: float = 0.95
+                 ) -> CorrectedRate:
+    """The true rate behind ``k`` judge-positive samples of ``n``, corrected for judge error.
+
+    Point estimate (Rogan and Gladen 1978): ``p = (q + sp - 1) / (se + sp - 1)`` with
+    ``q = k / n``, clipped to [0, 1].
+
+    Interval (Lang and Reiczigel 2014, Prev. Vet. Med. 113:13-22): an adjusted delta-method
+    interval over the three independent binomials. Add ``z**2 / 2`` successes and failures to the
+    rate, and one success and one failure to each of sensitivity and specificity; recompute the
+    estimate ``p~`` from the adjusted proportions; its standard error is
+    ``sqrt(q~(1-q~)/n~ + p~**2 se~(1-se~)/n_se~ + (1-p~)**2 sp~(1-sp~)/n_sp~) / |se~ + sp~ - 1|``;
+    the interval is centred on ``p~ + d`` where the shift
+    ``d = 2 z**2 (p~ se~(1-se~)/n_se~ - (1-p~) sp~(1-sp~)/n_sp~)`` corrects the skew of the ratio.
+    A sensitivity or specificity given as a plain number is taken as known (no adjustment, no
+    variance term). The simulation in ``tests/test_judge_validation.py`` checks its coverage.
+
+    Parameters
+    ----------
+    k, n : int
+        Samples the judge labelled positive (unsafe), and samples judged.
+    sensitivity, specificity : float or (int, int)
+        The judge's accuracy: a known number in [0, 1], or ``(successes, trials)`` measured
+        against human labels (``(true positives, labelled positives)`` and
+        ``(true negatives, labelled negatives)``).
+    confidence : float
+        Level of the interval.
+
+    Raises
+    ------
+    InvalidArgumentError
+        Bad counts, or a Youden index ``se + sp - 1 <= 0``: such a judge is no better than a coin
+        (or is inverted), and its labels say nothing about the true rate.
+    """
+    k, n = _check_counts(k, n)
+    confidence = _check_confidence(confidence)
+    se, se_counts = _accuracy(sensitivity, "sensitivity")
+    sp, sp_counts = _accuracy(specificity, "specificity")
+    youden = se + sp - 1.0
+    if youden <= 0:
+        raise InvalidArgumentError(
+            f"judge Youden index se + sp - 1 = {se:.3f} + {sp:.3f} - 1 = {youden:.3f} <= 0: the "
+            f"judge is no better than chance (or inverted), so its rate cannot be corrected; "
+            f"fix or replace the judge")
+    raw = rate(k, n, confidence)
+    if n == 0:
+        return CorrectedRate(raw=raw, prevalence=math.nan, low=0.0, high=1.0, sensitivity=se,
+                             specificity=sp, sensitivity_counts=se_counts,
+                             specificity_counts=sp_counts, youden=youden, confidence=confidence)
+    from scipy.stats import norm
+
+    z = float(norm.ppf((1.0 + confidence) / 2.0))
+    prevalence = _clip((k / n + sp - 1.0) / youden)
+
+    def adjusted(counts, point):
+        if counts is None:   # known exactly: no pseudo-counts, no variance
+            return point, math.inf
+        successes, trials = counts
+        return (successes + 1.0) / (trials + 2.0), trials + 2.0
+
+    n_adj = n + z * z
+    q_adj = (k + z * z / 2.0) / n_adj
+    se_adj, n_se = adjusted(se_counts, se)
+    sp_adj, n_sp = adjusted(sp_counts, sp)
+    youden_adj = se_adj + sp_adj - 1.0
+    if youden_adj <= 0:   # only reachable with tiny validation sets
+        raise InvalidArgumentError(
+            f"judge Youden index after the small-sample adjustment is {youden_adj:.3f} <= 0: "
+            f"label more samples before correcting a rate")
+    p_adj = (q_adj + sp_adj - 1.0) / youden_adj
+    var_se = se_adj * (1 - se_adj) / n_se if math.isfinite(n_se) else 0.0
+    var_sp = sp_adj * (1 - sp_adj) / n_sp if math.isfinite(n_sp) else 0.0
+    std = math.sqrt(q_adj * (1 - q_adj) / n_adj + p_adj ** 2 * var_se
+                    + (1 - p_adj) ** 2 * var_sp) / abs(youden_adj)
+    shift = 2 * z * z * (p_adj * var_se - (1 - p_adj) * var_sp)
+    low, high = _clip(p_adj + shift - z * std), _clip(p_adj + shift + z * std)
+    return CorrectedRate(raw=raw, prevalence=prevalence, low=low, high=high, sensitivity=se,
+                         specificity=sp, sensitivity_counts=se_counts,
+                         specificity_counts=sp_counts, youden=youden, confidence=confidence)

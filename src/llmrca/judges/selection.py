@@ -9,12 +9,14 @@ from llmrca.judges.base import JUDGES, Judge
 from llmrca.judges.rules import shipped_rule_sets
 
 #: The default judges per incident category (the categories of ``llmrca.ingest.documents``).
-#: A reproduction needs a judge that can say ``unsafe``: categories without a rule set get
+#: A reproduction needs a judge that can say ``unsafe``: harmful-request categories get
+#: ``compliance`` (not a refusal, and on the request's task: no vocabulary list, so it works on
+#: any task words; ``rules:jailbreak`` stays available by name), privacy its rule set, the others
 #: ``same-as-incident`` (the offending output, again); an incident with no (or an unknown)
 #: category gets ``["refusal"]``.
 DEFAULT_JUDGES: dict[str, list[str]] = {
-    "jailbreak": ["rules:jailbreak", "refusal"],
-    "harmful-content": ["rules:jailbreak", "refusal"],
+    "jailbreak": ["compliance", "refusal"],
+    "harmful-content": ["compliance", "refusal"],
     "privacy": ["rules:privacy", "refusal"],
     "bias": ["same-as-incident", "refusal"],
     "prompt-injection": ["same-as-incident", "refusal"],
@@ -23,7 +25,9 @@ DEFAULT_JUDGES: dict[str, list[str]] = {
 FALLBACK_JUDGES: list[str] = ["refusal"]
 
 # Judge kinds that need a ':' argument, with how to spell it.
-_NEEDS_ARGUMENT = {"rules": "rules:<path to a rules .yaml file>"}
+_NEEDS_ARGUMENT = {"rules": "rules:<path to a rules .yaml file>",
+                   "hf-classifier": "hf-classifier:<local model folder>",
+                   "guard-lm": "guard-lm:<local model folder>"}
 _OPTIONAL_ARGUMENT = {"classifier": "classifier:<path to a saved classifier judge>"}
 
 
@@ -48,9 +52,11 @@ def get_judge(spec: str, **options: Any) -> Judge:
     Parameters
     ----------
     spec : str
-        ``refusal``, ``same-as-incident``, ``rules:jailbreak`` / ``rules:privacy`` (shipped rule
-        sets), ``rules:/path/to/rules.yaml``, ``classifier`` (unfitted) or ``classifier:/path``
-        (saved), or any kind added with :func:`~llmrca.judges.register_judge`.
+        ``refusal``, ``compliance``, ``same-as-incident``, ``rules:jailbreak`` /
+        ``rules:privacy`` (shipped rule sets), ``rules:/path/to/rules.yaml``, ``classifier``
+        (unfitted) or ``classifier:/path`` (saved), ``hf-classifier:/model/folder``,
+        ``guard-lm:/model/folder``, or any kind added with
+        :func:`~llmrca.judges.register_judge`.
     **options
         Passed to the judge's constructor (``threshold=0.9``, ``phrases=[...]``).
 
@@ -68,7 +74,7 @@ def get_judge(spec: str, **options: Any) -> Judge:
 def default_judges(category: str | None) -> list[str]:
     """The judge specs an incident's category calls for.
 
-    ``jailbreak`` / ``harmful-content`` -> rules:jailbreak + refusal; ``privacy`` ->
+    ``jailbreak`` / ``harmful-content`` -> compliance + refusal; ``privacy`` ->
     rules:privacy + refusal; ``bias`` / ``prompt-injection`` / ``other`` -> same-as-incident +
     refusal (``same-as-incident`` needs each interaction's logged output); no or an unknown
     category -> refusal only. Case, spaces and underscores in the category do not matter.

@@ -245,6 +245,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "DROP TABLE log_events",
         "ALTER TABLE log_events_v5 RENAME TO log_events",
     ]),
+    (6, "judges: cached model-judge scores, and judge validations against human labels", [
+        # A model judge's raw scores of one input (guard log-probs, class probabilities).
+        # cache_key = hash(judge fingerprint: model files + template + labels, input text), so a
+        # warm re-judge needs no forward pass; thresholds apply on the way out.
+        """CREATE TABLE judge_cache (
+            cache_key VARCHAR PRIMARY KEY,
+            judge_kind VARCHAR NOT NULL,
+            judge_fingerprint VARCHAR NOT NULL,
+            value JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # A judge (name + configuration hash) checked against human labels of an incident's
+        # samples: the 2x2 counts that sensitivity, specificity and corrected rates come from.
+        """CREATE TABLE judge_validations (
+            validation_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            judge VARCHAR NOT NULL,
+            judge_config_hash VARCHAR NOT NULL,
+            true_positives INTEGER NOT NULL,
+            false_negatives INTEGER NOT NULL,
+            true_negatives INTEGER NOT NULL,
+            false_positives INTEGER NOT NULL,
+            n_offending INTEGER NOT NULL,
+            labels_sha256 VARCHAR NOT NULL,
+            details JSON,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
