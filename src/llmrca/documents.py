@@ -23,6 +23,7 @@ The rules (docs/formats.md, "YAML and JSON documents"):
 from __future__ import annotations
 
 import json
+import os
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
@@ -75,7 +76,7 @@ class DocumentList(list):
 
 
 # -- loading -------------------------------------------------------------------------------------
-def load_document(path: str | Path) -> Any:
+def load_document(path: str | os.PathLike[str]) -> Any:
     """Read a YAML or JSON document (JSON for a ``.json`` suffix) with the rules above.
 
     Returns
