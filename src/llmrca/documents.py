@@ -29,9 +29,7 @@ from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from json import decoder as json_decoder
-# The pure-Python scanner and scanstring exist at runtime (json.scanner/json.decoder) but are
-# not in typeshed; the JSON reader below needs them to keep lines and source texts.
-from json.decoder import scanstring as _scanstring  # type: ignore[attr-defined]
+from json.decoder import scanstring as _scanstring  # type: ignore[attr-defined]  # see _load_json
 from json.scanner import py_make_scanner as _py_make_scanner  # type: ignore[attr-defined]
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,9 +150,10 @@ class _StrictComposer(yaml.composer.Composer):
 class _PlainResolver(yaml.resolver.BaseResolver):
     """No YAML 1.1 implicit types: an untagged plain scalar is marked to be resolved here."""
 
-    # Class attributes, as on BaseResolver (whose stubs declare them without ClassVar).
-    yaml_implicit_resolvers: dict[Any, Any] = {}
-    yaml_path_resolvers: dict[Any, Any] = {}
+    # Class attributes, as on BaseResolver; its stubs declare them without ClassVar, and mypy
+    # refuses a ClassVar over that, so ruff's ClassVar rule is silenced here.
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012
+    yaml_path_resolvers: dict[Any, Any] = {}  # noqa: RUF012
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0]:
@@ -315,6 +314,8 @@ def _load_json(text: str, file: str) -> Any:
             out.texts.append(text[start:stop] if isinstance(value, (bool, int, float)) else None)
         return out, end
 
+    # The pure-Python scanner and scanstring are in the json package at runtime but not in
+    # typeshed (hence the ignores on their imports); the scanner takes this context object.
     context = SimpleNamespace(
         parse_object=parse_object, parse_array=parse_array,
         parse_string=_scanstring, strict=True, parse_float=float, parse_int=int,
