@@ -23,15 +23,17 @@ The rules (docs/formats.md, "YAML and JSON documents"):
 from __future__ import annotations
 
 import json
+import os
 import re
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timezone
 from json import decoder as json_decoder
-from json import scanner as json_scanner
+from json.decoder import scanstring as _scanstring  # type: ignore[attr-defined]  # see _load_json
+from json.scanner import py_make_scanner as _py_make_scanner  # type: ignore[attr-defined]
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, Literal, TypeVar, overload
 
 import yaml
 
@@ -72,7 +74,7 @@ class DocumentList(list):
 
 
 # -- loading -------------------------------------------------------------------------------------
-def load_document(path: str | Path) -> Any:
+def load_document(path: str | os.PathLike[str]) -> Any:
     """Read a YAML or JSON document (JSON for a ``.json`` suffix) with the rules above.
 
     Returns
@@ -148,8 +150,10 @@ class _StrictComposer(yaml.composer.Composer):
 class _PlainResolver(yaml.resolver.BaseResolver):
     """No YAML 1.1 implicit types: an untagged plain scalar is marked to be resolved here."""
 
-    yaml_implicit_resolvers: ClassVar[dict] = {}
-    yaml_path_resolvers: ClassVar[dict] = {}
+    # Class attributes, as on BaseResolver; its stubs declare them without ClassVar, and mypy
+    # refuses a ClassVar over that, so ruff's ClassVar rule is silenced here.
+    yaml_implicit_resolvers: dict[Any, Any] = {}  # noqa: RUF012
+    yaml_path_resolvers: dict[Any, Any] = {}  # noqa: RUF012
 
     def resolve(self, kind, value, implicit):
         if kind is yaml.ScalarNode and implicit[0]:
@@ -310,12 +314,14 @@ def _load_json(text: str, file: str) -> Any:
             out.texts.append(text[start:stop] if isinstance(value, (bool, int, float)) else None)
         return out, end
 
+    # The pure-Python scanner and scanstring are in the json package at runtime but not in
+    # typeshed (hence the ignores on their imports); the scanner takes this context object.
     context = SimpleNamespace(
         parse_object=parse_object, parse_array=parse_array,
-        parse_string=json_decoder.scanstring, strict=True, parse_float=float, parse_int=int,
+        parse_string=_scanstring, strict=True, parse_float=float, parse_int=int,
         parse_constant=_JSON_CONSTANTS.__getitem__, object_hook=None, object_pairs_hook=None,
         memo={})
-    scan_once = json_scanner.py_make_scanner(context)
+    scan_once = _py_make_scanner(context)
     start = len(text) - len(text.lstrip())
     try:
         if start == len(text):
@@ -378,6 +384,7 @@ def plain(value: Any) -> Any:
 
 # -- checking ----------------------------------------------------------------------------------
 _MISSING = object()
+_D = TypeVar("_D")
 
 
 class Fields:
@@ -430,6 +437,11 @@ class Fields:
                 else default
         return self.data.get(key, default)
 
+    @overload
+    def field(self, key: str | int) -> str: ...
+    @overload
+    def field(self, key: None = None) -> str | None: ...
+
     def field(self, key: str | int | None = None) -> str | None:
         """The dotted path of ``key`` (of this mapping itself for None)."""
         if key is None:
@@ -476,6 +488,21 @@ class Fields:
             return texts[key] if isinstance(key, int) and 0 <= key < len(texts) else None
         return texts.get(key)
 
+    # Each reader's overloads: with ``required=True`` or a default other than None it never
+    # gives None; otherwise it may (the field is missing).
+    @overload
+    def string(self, key: str | int, *, required: Literal[True], default: str | None = ...,
+               choices: Iterable[str] | None = ..., pattern: re.Pattern[str] | None = ...,
+               expected: str | None = ..., nonempty: bool = ...) -> str: ...
+    @overload
+    def string(self, key: str | int, *, required: bool = ..., default: str,
+               choices: Iterable[str] | None = ..., pattern: re.Pattern[str] | None = ...,
+               expected: str | None = ..., nonempty: bool = ...) -> str: ...
+    @overload
+    def string(self, key: str | int, *, required: bool = ..., default: None = ...,
+               choices: Iterable[str] | None = ..., pattern: re.Pattern[str] | None = ...,
+               expected: str | None = ..., nonempty: bool = ...) -> str | None: ...
+
     def string(self, key: str | int, *, required: bool = False, default: str | None = None,
                choices: Iterable[str] | None = None, pattern: re.Pattern[str] | None = None,
                expected: str | None = None, nonempty: bool = False) -> str | None:
@@ -488,6 +515,7 @@ class Fields:
         value = self._get(key, kind, required)
         if value is _MISSING:
             return default
+        text: str | None
         if isinstance(value, str):
             text = value
         else:
@@ -504,6 +532,16 @@ class Fields:
             raise self.error(key, expected or f"a string matching {pattern.pattern}", text)
         return text
 
+    @overload
+    def integer(self, key: str | int, *, required: Literal[True], default: int | None = ...,
+                minimum: int | None = ...) -> int: ...
+    @overload
+    def integer(self, key: str | int, *, required: bool = ..., default: int,
+                minimum: int | None = ...) -> int: ...
+    @overload
+    def integer(self, key: str | int, *, required: bool = ..., default: None = ...,
+                minimum: int | None = ...) -> int | None: ...
+
     def integer(self, key: str | int, *, required: bool = False, default: int | None = None,
                 minimum: int | None = None) -> int | None:
         """A decimal integer (``0010`` and ``0x1F`` are strings, so errors here)."""
@@ -516,6 +554,15 @@ class Fields:
             raise self.error(key, kind, value)
         return value
 
+    @overload
+    def number(self, key: str | int, *, required: Literal[True],
+               default: float | None = ...) -> float: ...
+    @overload
+    def number(self, key: str | int, *, required: bool = ..., default: float) -> float: ...
+    @overload
+    def number(self, key: str | int, *, required: bool = ...,
+               default: None = ...) -> float | None: ...
+
     def number(self, key: str | int, *, required: bool = False,
                default: float | None = None) -> float | None:
         """A number (an integer is taken as a float)."""
@@ -525,6 +572,15 @@ class Fields:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(key, "a number", value)
         return float(value)
+
+    @overload
+    def boolean(self, key: str | int, *, required: Literal[True],
+                default: bool | None = ...) -> bool: ...
+    @overload
+    def boolean(self, key: str | int, *, required: bool = ..., default: bool) -> bool: ...
+    @overload
+    def boolean(self, key: str | int, *, required: bool = ...,
+                default: None = ...) -> bool | None: ...
 
     def boolean(self, key: str | int, *, required: bool = False,
                 default: bool | None = None) -> bool | None:
@@ -536,6 +592,11 @@ class Fields:
             raise self.error(key, "true or false", value)
         return value
 
+    @overload
+    def timestamp(self, key: str | int, *, required: Literal[True]) -> datetime: ...
+    @overload
+    def timestamp(self, key: str | int, *, required: bool = ...) -> datetime | None: ...
+
     def timestamp(self, key: str | int, *, required: bool = False) -> datetime | None:
         """An ISO-8601 timestamp as naive UTC (a naive one is taken to be UTC already)."""
         kind = "an ISO-8601 timestamp"
@@ -543,7 +604,7 @@ class Fields:
         if value is _MISSING:
             return None
         if not isinstance(value, datetime):
-            text = self.string(key)
+            text = self.string(key, required=True)  # present: checked above
             try:
                 value = datetime.fromisoformat(text.strip().replace("Z", "+00:00")
                                                .replace("z", "+00:00"))
@@ -552,6 +613,13 @@ class Fields:
         if value.tzinfo is not None:
             value = value.astimezone(timezone.utc)
         return value.replace(tzinfo=None)
+
+    @overload
+    def mapping(self, key: str | int, *, required: Literal[True],
+                expected: str = ...) -> Fields: ...
+    @overload
+    def mapping(self, key: str | int, *, required: bool = ...,
+                expected: str = ...) -> Fields | None: ...
 
     def mapping(self, key: str | int, *, required: bool = False,
                 expected: str = "a mapping") -> Fields | None:
@@ -562,6 +630,13 @@ class Fields:
         if not isinstance(value, dict):
             raise self.error(key, expected, value)
         return Fields(self.file, value, self.field(key), self.line_of(key))
+
+    @overload
+    def sequence(self, key: str | int, *, required: Literal[True], nonempty: bool = ...,
+                 expected: str = ...) -> Fields: ...
+    @overload
+    def sequence(self, key: str | int, *, required: bool = ..., nonempty: bool = ...,
+                 expected: str = ...) -> Fields | None: ...
 
     def sequence(self, key: str | int, *, required: bool = False, nonempty: bool = False,
                  expected: str = "a list") -> Fields | None:
@@ -582,9 +657,23 @@ class Fields:
         return [] if items is None else [items.mapping(i, required=True, expected=item)
                                          for i in items]
 
-    def strings(self, key: str | int, *, required: bool = False, default: Any = None,
+    @overload
+    def strings(self, key: str | int, *, required: Literal[True], default: Any = ...,
+                nonempty: bool = ..., choices: Iterable[str] | None = ...,
+                blank_items: bool = ..., expected: str = ...) -> list[str]: ...
+    @overload
+    def strings(self, key: str | int, *, required: bool = ..., default: None = ...,
+                nonempty: bool = ..., choices: Iterable[str] | None = ...,
+                blank_items: bool = ..., expected: str = ...) -> list[str] | None: ...
+    @overload
+    def strings(self, key: str | int, *, required: bool = ..., default: _D,
+                nonempty: bool = ..., choices: Iterable[str] | None = ...,
+                blank_items: bool = ..., expected: str = ...) -> list[str] | _D: ...
+
+    def strings(self, key: str | int, *, required: bool = False, default: _D | None = None,
                 nonempty: bool = False, choices: Iterable[str] | None = None,
-                blank_items: bool = True, expected: str = "a list of strings") -> list[str] | None:
+                blank_items: bool = True,
+                expected: str = "a list of strings") -> list[str] | _D | None:
         """A list of strings as written; ``blank_items=False`` refuses empty ones."""
         items = self.sequence(key, required=required, nonempty=nonempty, expected=expected)
         if items is None:

@@ -150,6 +150,9 @@ def _surrogate_function(con: duckdb.DuckDBPyConnection) -> str:
     if found:
         return found[0][0]
     name = f"llmrca_lone_surrogate_{next(_udf_names)}"
-    con.create_function(name, lone_surrogate_field, ["VARCHAR"], "VARCHAR",
-                        null_handling="special")
+    # null_handling as the string "special": every duckdb>=1.1 accepts it, while the enum the
+    # stubs ask for moved (duckdb.functional in 1.1, duckdb.func in 2.x, which has no
+    # duckdb.functional), so no one import of it works across the supported versions.
+    con.create_function(name, lone_surrogate_field, ["VARCHAR"],  # type: ignore[call-overload]
+                        "VARCHAR", null_handling="special")
     return name

@@ -299,40 +299,49 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
     if kind not in ("interactions", "logs", "guardrail", "training"):
         raise InvalidArgumentError(f"unknown kind {kind!r}; valid: interactions, logs, guardrail, "
                                    "training")
-    if kind != "training" and not incident_id:
-        raise InvalidArgumentError(f"a {kind} file needs the incident it belongs to (--incident)")
-    file = Path(path)
-    if not file.is_file():
-        raise ValidationError(str(file), None, None, "an existing file")
-    run_id = uuid.uuid4().hex
-    with store.transaction():
-        if kind != "training":
-            found = store.con.execute(
-                "SELECT personal_fields FROM incidents WHERE incident_id = ?", [incident_id]
-            ).fetchall()
-            if not found:
-                raise NotFoundError(
-                    f"incident '{incident_id}' is not in the store; create it with `llmrca "
-                    f"incidents create {incident_id} --title ... --category ...` (or ingest its "
-                    "bundle, with incident.yaml) first")
-            personal = json.loads(found[0][0] or "[]")
-        if kind == "interactions":
-            result = _ingest_interactions(store, file, incident_id, format_name, personal,
-                                          skip_invalid, run_id)
-        elif kind in ("logs", "guardrail"):
-            result = writes.ingest_log_file(store, file, incident_id=incident_id, stream=kind,
-                                            run_id=run_id, personal_fields=personal,
-                                            skip_invalid=skip_invalid)
-        else:
+    if kind == "training":  # belongs to a model version, not to an incident
+        file = _existing_file(path)
+        run_id = uuid.uuid4().hex
+        with store.transaction():
             result = writes.ingest_training_file(store, file,
                                                  model_version=model_version or file.stem,
                                                  run_id=run_id, skip_invalid=skip_invalid)
-        writes.record_ingest_run(store, run_id, None if kind == "training" else incident_id,
-                                 str(file), skip_invalid, {result.file: _counts(result)})
+            writes.record_ingest_run(store, run_id, None, str(file), skip_invalid,
+                                     {result.file: _counts(result)})
+        return IngestReport(run_id, None, None, (result,), roles={})
+    if not incident_id:
+        raise InvalidArgumentError(f"a {kind} file needs the incident it belongs to (--incident)")
+    file = _existing_file(path)
+    run_id = uuid.uuid4().hex
+    with store.transaction():
+        found = store.con.execute(
+            "SELECT personal_fields FROM incidents WHERE incident_id = ?", [incident_id]
+        ).fetchall()
+        if not found:
+            raise NotFoundError(
+                f"incident '{incident_id}' is not in the store; create it with `llmrca "
+                f"incidents create {incident_id} --title ... --category ...` (or ingest its "
+                "bundle, with incident.yaml) first")
+        personal = json.loads(found[0][0] or "[]")
+        if kind == "interactions":
+            result = _ingest_interactions(store, file, incident_id, format_name, personal,
+                                          skip_invalid, run_id)
+        else:  # logs or guardrail
+            result = writes.ingest_log_file(store, file, incident_id=incident_id, stream=kind,
+                                            run_id=run_id, personal_fields=personal,
+                                            skip_invalid=skip_invalid)
+        writes.record_ingest_run(store, run_id, incident_id, str(file), skip_invalid,
+                                 {result.file: _counts(result)})
         roles = (interactions_table.role_counts(store, incident_id)
-                 if kind == "interactions" and incident_id else {})
-    return IngestReport(run_id, None if kind == "training" else incident_id, None, (result,),
-                        roles=roles)
+                 if kind == "interactions" else {})
+    return IngestReport(run_id, incident_id, None, (result,), roles=roles)
+
+
+def _existing_file(path: str | Path) -> Path:
+    file = Path(path)
+    if not file.is_file():
+        raise ValidationError(str(file), None, None, "an existing file")
+    return file
 
 
 def _check_training_version(store: Store, file: Path) -> None:

@@ -89,7 +89,7 @@ def _offending(check: Fields) -> dict[str, Any] | None:
         raise check.error("offending", expected, value)
     filters.only(tuple(SELECTION_FILTERS))
     selection: dict[str, Any] = {}
-    for key in filters:
+    for key in map(str, filters):  # a mapping's keys, so strings already
         if key in _LIST_FILTERS:
             selection[key] = (filters.strings(key, nonempty=True, blank_items=False)
                               if isinstance(filters.raw(key), list)

@@ -21,7 +21,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 
@@ -136,9 +136,10 @@ def _merge_into(row: dict[str, Any], other: dict[str, Any]) -> bool:
 
 def _from_stored(frame: pd.DataFrame) -> list[dict[str, Any]]:
     rows = []
-    for record in frame.to_dict("records"):
-        row = {k: (None if not isinstance(v, (list, dict)) and pd.isna(v) else v)
-               for k, v in record.items()}
+    # The stored table's columns are named by strings; the stubs type keys as Hashable.
+    for record in cast("list[dict[str, Any]]", frame.to_dict("records")):
+        row: dict[str, Any] = {k: (None if not isinstance(v, (list, dict)) and pd.isna(v) else v)
+                               for k, v in record.items()}
         for name in table.JSON_COLUMNS:
             if isinstance(row.get(name), str):
                 row[name] = json.loads(row[name])

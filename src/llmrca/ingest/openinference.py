@@ -314,9 +314,10 @@ def _llm_fields(span: _Span) -> dict[str, Any] | Skipped:
         value = attrs.get("input.value")
         if value is None or value == "" or value == REDACTED:
             return Skipped("LLM spans whose input was not captured", hint=HIDDEN_HINT)
-        messages = _messages_from_value(where, value, request, f"{apath}.input.value")
-        if messages is None:
+        from_value = _messages_from_value(where, value, request, f"{apath}.input.value")
+        if from_value is None:
             return Skipped("LLM spans whose input.value holds no chat messages")
+        messages = from_value
     system_prompt, messages = split_system(messages)
     if not messages:
         raise where.error(f"{apath}.{_INPUT}", "the span's input messages (at least one besides "
@@ -571,7 +572,8 @@ def _after(llms: list[_Span], span: _Span) -> _Span | None:
 
 def _context_item(span: _Span) -> dict[str, Any]:
     attrs = span.attrs
-    item: dict[str, Any] = {"kind": span.kind.lower(), "name": attrs.get("tool.name")
+    kind = span.kind or ""  # a TOOL or GUARDRAIL span: the caller checked
+    item: dict[str, Any] = {"kind": kind.lower(), "name": attrs.get("tool.name")
                             or span.raw.get("name"), "span_id": span.span_id}
     if span.kind == "TOOL" and attrs.get("tool.id") is not None:
         item["tool_call_id"] = str(attrs["tool.id"])

@@ -137,7 +137,8 @@ def load_rules(path: str | Path) -> RuleSet:
     phrases = top.strings("refusal_phrases", default=[])
     for k, phrase in enumerate(phrases):
         if not normalise_text(phrase).rstrip(".!?"):
-            raise top.sequence("refusal_phrases").error(k, "a non-empty string", phrase)
+            raise top.sequence("refusal_phrases", required=True).error(  # there: k is in it
+                k, "a non-empty string", phrase)
     name = top.string("name") or path.stem.removeprefix("rules_")
     return RuleSet(file=str(path), name=name, rules=tuple(rules), refusal_phrases=tuple(phrases),
                    description=top.string("description", default="") or "")
@@ -205,6 +206,7 @@ class RuleJudge(Judge):
         for rule, regex in self._compiled:
             fields = ("output", "prompt") if rule.applies_to == "both" else (rule.applies_to,)
             for field in fields:
+                text: str | None
                 if field == "output":
                     text = output
                 else:

@@ -402,7 +402,7 @@ def _read_value(check: Fields, key: str | int, kind: Any, base: Any) -> Any:
         return check.integer(key, required=True)
     if kind is float:
         return check.number(key, required=True)
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):  # a dataclass type
         return _read_dataclass(check.mapping(key, required=True), kind, base)
     if get_origin(kind) is tuple:
         items = check.sequence(key, required=True)
