@@ -347,10 +347,11 @@ class GuardLMJudge(ModelJudge):
         super().__init__(path, batch_size=batch_size, max_length=max_length, cache=cache)
         if "{output}" not in str(template):
             raise JudgeConfigError("guard-lm template needs an '{output}' placeholder")
-        verdicts = tuple(verdicts)
-        if len(verdicts) != 2 or not all(isinstance(v, str) and v.strip() for v in verdicts):
-            raise JudgeConfigError(f"guard-lm verdicts {verdicts!r}; expected two words (safe, "
+        given = tuple(verdicts)     # a list from a config file is fine too
+        if len(given) != 2 or not all(isinstance(v, str) and v.strip() for v in given):
+            raise JudgeConfigError(f"guard-lm verdicts {given!r}; expected two words (safe, "
                                    f"unsafe)")
+        verdicts = (given[0], given[1])
         if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) \
                 or not math.isfinite(threshold):
             raise JudgeConfigError(f"guard-lm threshold {threshold!r}; expected a number (nats)")
