@@ -76,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(message: str) -> None:
-    """An error on a line of its own, even after a progress bar or a half-written line."""
+    """An error on one line of its own, even after a progress bar or a half-written line
+    (messages quoting DuckDB or a library can span lines: they are joined)."""
     try:
         sys.stdout.flush()
     except (BrokenPipeError, ValueError, OSError):
         pass
-    print(message, file=sys.stderr)
+    print(" ".join(message.split()), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -33,6 +33,10 @@ def cmd_ingest(args) -> int:
     from llmrca.ingest import ingest_bundle, ingest_file
 
     path = Path(args.path)
+    if not path.exists():
+        from llmrca.errors import ValidationError
+
+        raise ValidationError(str(path), None, None, "an existing bundle folder or file")
     with store_from(args) as store:
         if path.is_dir():
             report = ingest_bundle(store, path, format_name=args.format_name,

@@ -310,7 +310,9 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
                                      {result.file: _counts(result)})
         return IngestReport(run_id, None, None, (result,), roles={})
     if not incident_id:
-        raise InvalidArgumentError(f"a {kind} file needs the incident it belongs to (--incident)")
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise InvalidArgumentError(f"{article} {kind} file needs the incident it belongs to "
+                                   "(--incident)")
     file = _existing_file(path)
     run_id = uuid.uuid4().hex
     with store.transaction():

@@ -218,6 +218,20 @@ class Store:
         sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
         return int(self.con.execute(sql, params or []).fetchall()[0][0])
 
+    def table_checksums(self) -> dict[str, tuple[int, str]]:
+        """``{table: (rows, checksum)}``: a digest of every row's content, in a stable order.
+
+        Two stores (or one store before and after a failed command) with equal checksums hold
+        the same data; tests of bad input use it to show that nothing changed.
+        """
+        out = {}
+        for name in self.table_counts():
+            rows, digest = self.con.execute(
+                f"SELECT count(*), coalesce(md5(string_agg(md5(t::VARCHAR), '' ORDER BY "
+                f"md5(t::VARCHAR))), '') FROM {name} t").fetchall()[0]
+            out[name] = (int(rows), str(digest))
+        return out
+
     def table_counts(self) -> dict[str, int]:
         """Row counts of every table of the store."""
         names = [r[0] for r in self.con.execute(
