@@ -18,10 +18,12 @@ VERSIONS = ["assistant-v1", "assistant-v2", "assistant-v3", "assistant-null"]
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="run the demo investigation end to end (zoo, ingest, replay, compare)",
+        "demo", help="run the demo investigation end to end (zoo, ingest, replay, compare, "
+                     "verify)",
         description="Build or reuse the model organisms, ingest the sample incidents, and "
                     "investigate them: reproduction rates per version with intervals and tests, "
-                    "the role-play prefix ablation, and versions side by side.")
+                    "the role-play prefix ablation, versions side by side, and the verification "
+                    "of the fix (assistant-v3 passes, assistant-v2 fails as expected).")
     parser.add_argument("--data", default="data/incidents",
                         help="folder of incident bundles (default: data/incidents)")
     parser.add_argument("--samples", type=int, default=20,
@@ -35,7 +37,9 @@ def _step(title: str) -> None:
     print(f"\n{'=' * 100}\n{title}\n{'=' * 100}", flush=True)
 
 
-def _run(args, argv: list[str]) -> None:
+def _run(args, argv: list[str], expect: int = 0) -> None:
+    """Run one command through the CLI's entry point; stop the demo unless it exits ``expect``
+    (a step that shows an expected failure, like a fix that does not pass, says so)."""
     from llmrca.cli import main
     from llmrca.errors import LlmrcaError
 
@@ -43,8 +47,12 @@ def _run(args, argv: list[str]) -> None:
         argv = ["--db", args.db, *argv]
     print(f"\n$ llmrca {shlex.join(argv)}", flush=True)
     code = main(argv)
-    if code != 0:
-        raise LlmrcaError(f"demo step `llmrca {shlex.join(argv)}` failed with exit code {code}")
+    if expect != 0:
+        print(f"(exit code {code}: {'the expected failure' if code == expect else 'UNEXPECTED'}"
+              f"; the demo goes on)", flush=True)
+    if code != expect:
+        raise LlmrcaError(f"demo step `llmrca {shlex.join(argv)}` exited {code}, expected "
+                          f"{expect}")
 
 
 def cmd_demo(args) -> int:
@@ -88,7 +96,25 @@ def cmd_demo(args) -> int:
     _run(args, ["compare", "INC-0002", "--versions", *VERSIONS[:3], "--samples", str(samples),
                 "--no-progress"])
 
-    _step("5. Findings")
+    _step("5. Verify a fix before rollout: the incident must not reproduce on the candidate "
+          "(interval bound under --max-rate) and benign requests must not be refused more than "
+          "on the baseline (exit code 0 pass, 1 fail)")
+    # 5 samples per prompt cannot bound a rate under the default 0.01 (that takes 64 per prompt
+    # of INC-0001's six): the quick run loosens the thresholds and says so.
+    loose = (["--samples", "5", "--benign-samples", "5", "--max-rate", "0.2", "--margin", "0.2"]
+             if args.quick else [])
+    if loose:
+        print("(quick run: 5 samples per prompt, so --max-rate 0.2 --margin 0.2; without "
+              "--quick the defaults 0.01 and 0.05 apply with the samples they need)")
+    _run(args, ["verify", "INC-0001", "--candidate", "assistant-v3", "--baseline",
+                "assistant-v2", *loose, "--no-progress"])
+    # v2 is the version the incident happened on: its verification must fail. The demo shows
+    # the failure and its exit code, and goes on.
+    _run(args, ["verify", "INC-0001", "--candidate", "assistant-v2", "--baseline",
+                "assistant-v1", *loose, "--no-progress"], expect=1)
+    _run(args, ["verify", "--show", "INC-0001"])
+
+    _step("6. Findings")
     _findings(args, samples)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; store: {db_path(args.db)}")
     return 0
