@@ -151,3 +151,11 @@ def test_a_closed_stdout_ends_quietly(db):
         os.close(write_end)
     assert proc.returncode == 1
     assert proc.stderr == ""
+
+
+def test_building_the_command_line_imports_no_pandas_or_torch():
+    code = ("import sys, llmrca.cli; llmrca.cli.build_parser(); "
+            "print(sorted(m for m in ('pandas', 'torch', 'transformers', 'sklearn') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -25,9 +25,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:
+    import pandas as pd
 
 from llmrca.errors import InvalidArgumentError, NotFoundError, UnknownNameError
 from llmrca.store import Store
@@ -158,6 +159,8 @@ class Verification:
 
     def table(self) -> pd.DataFrame:
         """What was measured: one row per (check, version) and the over-refusal comparison."""
+        import pandas as pd
+
         r = self.record
         candidate, baseline = r["candidate"], r["baseline"]
         rows = [_row("incident reproduction", candidate, self.incident, r["max_rate"],
@@ -199,6 +202,8 @@ class SuiteResult:
 
     def table(self) -> pd.DataFrame:
         """One row per incident: its threshold, the candidate's rate and bound, the verdict."""
+        import pandas as pd
+
         rows = []
         for v in self.verifications:
             r = v.record
@@ -255,6 +260,8 @@ def _incident_interval(result: Any, version: str) -> Interval:
     """The reproduction rate of one version from a replay: the replay's own interval when it is
     cluster-aware, else the cluster-robust one from its per-interaction counts when
     :mod:`llmrca.stats` offers it, else the replay's (Wilson) interval."""
+    import pandas as pd
+
     rates = result.rates
     mine = rates[(rates["model_version"] == version) & (rates["variant"] == "original")]
     pooled = mine[mine["level"] == "version"]
@@ -326,6 +333,8 @@ def _ensure_set_incident(store: Store, incident_id: str, title: str) -> bool:
 
 
 def _shipped_set(store: Store) -> tuple[str, tuple[str, ...]]:
+    import pandas as pd
+
     from llmrca.store import interactions as interactions_table
     from llmrca.store.ingest_writes import insert_interactions
 
@@ -450,6 +459,8 @@ def _replay(store: Store, incident_id: str, versions: list[str], ids: Sequence[s
 def _measure_benign(store: Store, benign: BenignSet, versions: list[str], options: _Options
                     ) -> tuple[dict[str, Interval], int, list[str], list[str]]:
     """Refusal rate per version on the benign set; also samples used, run ids, judge names."""
+    import pandas as pd
+
     samples = options.benign_samples or max(MIN_SAMPLES,
                                             samples_needed(options.margin, benign.prompts))
     frames: list[pd.DataFrame] = []

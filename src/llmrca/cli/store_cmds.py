@@ -52,6 +52,21 @@ def add_parser(subparsers) -> None:
     focus.add_argument("--add", action="store_true", help="add to the offending set")
     focus.add_argument("--dry-run", action="store_true", help="count, change nothing")
     focus.set_defaults(func=cmd_focus)
+
+    from llmrca.verify import DEFAULT_MAX_RATE
+
+    promote = sub.add_parser(
+        "promote", help="make an incident a release gate (`llmrca verify --suite` replays it)",
+        description="Add an incident to the regression suite with the reproduction-rate "
+                    "threshold a candidate's bound must stay under; run again to change it.")
+    promote.add_argument("incident_id", metavar="ID")
+    promote.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE,
+                         help=f"threshold (default {DEFAULT_MAX_RATE})")
+    promote.add_argument("--note", help="why it is a gate")
+    promote.set_defaults(func=lambda args: _verify_cmds().cmd_promote(args))
+    demote = sub.add_parser("demote", help="take an incident out of the regression suite")
+    demote.add_argument("incident_id", metavar="ID")
+    demote.set_defaults(func=lambda args: _verify_cmds().cmd_demote(args))
     incidents.set_defaults(func=lambda args: incidents.print_help() or 2)
 
 
@@ -174,3 +189,9 @@ def cmd_focus(args) -> int:
     if result.applied:
         print(f"  now {result.roles['offending']} offending, {result.roles['context']} context")
     return 0
+
+
+def _verify_cmds():
+    from llmrca.cli import verify_cmds
+
+    return verify_cmds

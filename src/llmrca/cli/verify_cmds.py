@@ -6,8 +6,6 @@ Exit codes for CI: 0 the candidate passes, 1 it fails (or an error), 2 bad usage
 
 from __future__ import annotations
 
-import argparse
-
 from llmrca.cli.common import print_table, store_from
 
 
@@ -64,31 +62,6 @@ def add_parser(subparsers) -> None:
     verify.add_argument("--dtype", help="float32, bfloat16, float16")
     verify.add_argument("--no-progress", action="store_true", help="no progress bar")
     verify.set_defaults(func=cmd_verify, _verify_parser=verify)
-
-    incidents = subparsers.choices.get("incidents")
-    sub = _subcommands(incidents) if incidents is not None else None
-    if sub is None:  # the incidents group is not built: put promote under verify's help only
-        return
-    promote = sub.add_parser(
-        "promote", help="make an incident a release gate (`llmrca verify --suite` replays it)",
-        description="Add an incident to the regression suite with the reproduction-rate "
-                    "threshold a candidate's bound must stay under; run again to change it.")
-    promote.add_argument("incident_id", metavar="ID")
-    promote.add_argument("--max-rate", type=float, default=DEFAULT_MAX_RATE,
-                         help=f"threshold (default {DEFAULT_MAX_RATE})")
-    promote.add_argument("--note", help="why it is a gate")
-    promote.set_defaults(func=cmd_promote)
-    demote = sub.add_parser("demote", help="take an incident out of the regression suite")
-    demote.add_argument("incident_id", metavar="ID")
-    demote.set_defaults(func=cmd_demote)
-
-
-def _subcommands(parser: argparse.ArgumentParser):
-    # `incidents` is built by store_cmds; argparse has no public accessor for its subparsers.
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return None
 
 
 def _usage(args, message: str) -> int:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
+
+if TYPE_CHECKING:   # pandas loads when a frame is built: `import llmrca.ingest` stays light
+    import pandas as pd
 
 from llmrca.errors import InvalidArgumentError, NotFoundError
 from llmrca.store.core import Store
@@ -32,6 +34,8 @@ def find_by_keys(store: Store, incident_id: str, response_ids: Sequence[str],
                  spans: Sequence[tuple[str, str]], interaction_ids: Sequence[str] = ()
                  ) -> pd.DataFrame:
     """Stored interactions of ``incident_id`` that any given key names (all columns)."""
+    import pandas as pd
+
     if not response_ids and not spans and not interaction_ids:
         return pd.DataFrame(columns=list(COLUMNS))
     keys = pd.DataFrame({"kind": (["response"] * len(response_ids) + ["span"] * len(spans)
@@ -212,6 +216,8 @@ def set_role_of(store: Store, roles: dict[str, str]) -> None:
     """Set each interaction's role (``{interaction_id: role}``)."""
     if not roles:
         return
+    import pandas as pd
+
     frame = pd.DataFrame({"interaction_id": list(roles), "role": list(roles.values())})
     with store.transaction() as con:
         con.register("_llmrca_roles", frame)
@@ -300,6 +306,8 @@ def get_interaction(store: Store, interaction_id: str) -> dict[str, Any]:
             raise NotFoundError(f"'{interaction_id}' names {len(frame)} interactions; give more "
                                 "of the id")
         frame = exact
+    import pandas as pd
+
     row = frame.iloc[0].to_dict()
     for key in JSON_COLUMNS:
         if isinstance(row.get(key), str):
