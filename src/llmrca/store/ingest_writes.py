@@ -202,7 +202,7 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Seque
         # Insert first: when every line went in, none was bad and the check pass can be skipped
         # (one parse of the file instead of two). Otherwise a bad row raises below and the
         # transaction, which run_checked holds, takes these rows back.
-        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+        inserted = _insert(con, insert, params)
         if inserted == total:
             return FileIngestResult(display, int(total), int(inserted), 0)
 
@@ -226,8 +226,21 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Seque
             "END FROM checked WHERE err IS NOT NULL")
         rejected = con.execute(reject_sql, _named(reject_sql, params)).fetchall()[0][0]
     if inserted is None:
-        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+        inserted = _insert(con, insert, params)
     return FileIngestResult(display, int(total), int(inserted), int(rejected))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> int:
+    """Run an ``INSERT ... SELECT`` of a file's good rows; returns how many went in.
+
+    Every row carries its line number, so the table need not keep the file's order: without
+    that constraint DuckDB appends from all threads at once instead of collecting ordered batches.
+    """
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return int(con.execute(sql, _named(sql, params)).fetchall()[0][0])
+    finally:
+        con.execute("RESET preserve_insertion_order")
 
 
 def _err(field: str | None, expected: str, got: str = "NULL") -> str:
