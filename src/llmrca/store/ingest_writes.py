@@ -240,7 +240,10 @@ def _insert(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) ->
     try:
         return int(con.execute(sql, _named(sql, params)).fetchall()[0][0])
     finally:
-        con.execute("RESET preserve_insertion_order")
+        try:
+            con.execute("RESET preserve_insertion_order")
+        except duckdb.Error:  # an interrupt or error aborted the transaction: let that through
+            pass
 
 
 def _err(field: str | None, expected: str, got: str = "NULL") -> str:
