@@ -7,8 +7,10 @@ peak memory scales), then for each size measures in fresh processes:
   hashing, content-hash ids and their dedupe), wall time and peak RSS;
 - DuckDB's `CREATE TABLE AS SELECT * FROM read_json(file)` of the same file, wall time and peak RSS.
 
-Prints a Markdown table and the ratio ingest/read_json. Usage:
-    python benchmarks/bench_ingest.py [--rows 1000000] [--workdir /tmp/llmrca-bench]
+Each side runs ``--repeat`` times (fresh store each time) and the median is reported, for wall
+time and for CPU time (user + system of the child, all its threads): on a shared machine the CPU
+seconds are the steadier measure. Prints a Markdown table and the ratios ingest/read_json. Usage:
+    python benchmarks/bench_ingest.py [--rows 1000000] [--repeat 3] [--workdir /tmp/llmrca-bench]
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -39,21 +42,23 @@ print(con.execute("SELECT count(*) FROM t").fetchall()[0][0])
 """
 
 
-def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, str]:
-    """Wall seconds, peak RSS (MiB) of the child, and its stdout."""
+def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (MiB) of the child, and its stdout."""
     wrapper = [sys.executable, "-c",
                ("import resource, subprocess, sys, time, json\n"
                "t = time.perf_counter()\n"
                "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
                "dt = time.perf_counter() - t\n"
-               "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-               "print(json.dumps({'rc': p.returncode, 'dt': dt, 'rss': rss, 'out': p.stdout,"
+               "ru = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+               "rss, cpu = ru.ru_maxrss / 1024, ru.ru_utime + ru.ru_stime\n"
+               "print(json.dumps({'rc': p.returncode, 'dt': dt, 'cpu': cpu, 'rss': rss,"
+               " 'out': p.stdout,"
                " 'err': p.stderr[-2000:]}))\n"), *cmd]
     result = json.loads(subprocess.run(wrapper, capture_output=True, text=True, env=env,
                                        check=True).stdout)
     if result["rc"] != 0:
         raise RuntimeError(f"{cmd} failed: {result['err']}")
-    return result["dt"], result["rss"], result["out"]
+    return result["dt"], result["cpu"], result["rss"], result["out"]
 
 
 def make_bundle(folder: Path, rows: int) -> Path:
@@ -71,6 +76,7 @@ def make_bundle(folder: Path, rows: int) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", default="/tmp/llmrca-bench")
     args = parser.parse_args()
     work = Path(args.workdir)
@@ -82,28 +88,39 @@ def main() -> None:
         bundle = make_bundle(work / f"bundle-{rows}", rows)
         gen = time.perf_counter() - t
         size_mb = (bundle / "logs.jsonl").stat().st_size / 2**20
-        env = {**os.environ, "LLMRCA_DB": str(work / f"ingest-{rows}.duckdb"),
-               "PYTHONPATH": pythonpath}
-        ingest_s, ingest_rss, out = run_measured(
-            [sys.executable, "-m", "llmrca", "ingest", str(bundle)], env=env)
-        assert f"{rows} rows, {rows} new" in out, out
-        raw_s, raw_rss, out = run_measured([sys.executable, "-c", READ_JSON,
-                                            str(work / f"raw-{rows}.duckdb"),
-                                            str(bundle / "logs.jsonl")])
-        assert int(out.strip()) == rows
-        results.append((rows, size_mb, gen, ingest_s, ingest_rss, raw_s, raw_rss))
-        print(f"{rows} rows done", file=sys.stderr)
+        ingest, raw = [], []
+        for i in range(args.repeat):  # alternate the sides, so that a busy spell hits both
+            env = {**os.environ, "LLMRCA_DB": str(work / f"ingest-{rows}-{i}.duckdb"),
+                   "PYTHONPATH": pythonpath}
+            *measured, out = run_measured(
+                [sys.executable, "-m", "llmrca", "ingest", str(bundle)], env=env)
+            assert f"{rows} read, {rows} new" in out, out
+            ingest.append(measured)
+            *measured, out = run_measured([sys.executable, "-c", READ_JSON,
+                                           str(work / f"raw-{rows}-{i}.duckdb"),
+                                           str(bundle / "logs.jsonl")])
+            assert int(out.strip()) == rows
+            raw.append(measured)
+            for db in work.glob("*.duckdb*"):  # each run starts from a fresh store
+                db.unlink()
+            print(f"{rows} rows, run {i + 1}: ingest {ingest[-1][0]:.1f} s ({ingest[-1][1]:.1f} "
+                  f"CPU-s), read_json {raw[-1][0]:.1f} s ({raw[-1][1]:.1f} CPU-s)",
+                  file=sys.stderr)
+        med = [[statistics.median(run[k] for run in side) for k in range(3)]
+               for side in (ingest, raw)]
+        results.append((rows, size_mb, gen, *med[0], *med[1]))
 
-    print(f"\nIngest benchmark, {datetime.now():%Y-%m-%d}, {os.cpu_count()} cores\n")
-    print("| rows | file MiB | llmrca ingest s | read_json s | ratio | ingest peak RSS MiB "
-          "| read_json peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
-    for rows, size_mb, _, ingest_s, ingest_rss, raw_s, raw_rss in results:
-        print(f"| {rows:,} | {size_mb:.0f} | {ingest_s:.1f} | {raw_s:.1f} | "
-              f"{ingest_s / raw_s:.2f}x | {ingest_rss:.0f} | {raw_rss:.0f} |")
+    print(f"\nIngest benchmark, {datetime.now():%Y-%m-%d}, {os.cpu_count()} cores, median of "
+          f"{args.repeat}\n")
+    print("| rows | file MiB | llmrca ingest s | read_json s | ratio | ingest CPU-s "
+          "| read_json CPU-s | CPU ratio | ingest peak RSS MiB | read_json peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for rows, size_mb, _, i_s, i_cpu, i_rss, r_s, r_cpu, r_rss in results:
+        print(f"| {rows:,} | {size_mb:.0f} | {i_s:.1f} | {r_s:.1f} | {i_s / r_s:.2f}x | "
+              f"{i_cpu:.1f} | {r_cpu:.1f} | {i_cpu / r_cpu:.2f}x | {i_rss:.0f} | {r_rss:.0f} |")
     small, big = results[0], results[-1]
-    print(f"\npeak RSS grows {big[4] / small[4]:.2f}x for {big[0] / small[0]:.0f}x the rows "
-          f"(read_json: {big[6] / small[6]:.2f}x)")
+    print(f"\npeak RSS grows {big[5] / small[5]:.2f}x for {big[0] / small[0]:.0f}x the rows "
+          f"(read_json: {big[8] / small[8]:.2f}x)")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -270,3 +270,31 @@ def test_log_events_ingested_before_migration_5_still_dedupe(tmp_path):
         assert upgraded.count("log_events") == 1
         report = ingest_file(upgraded, logs, incident_id="INC-1", kind="logs")
         assert report.inserted == 0 and upgraded.count("log_events") == 1
+
+
+def test_log_event_id_scheme_is_md5_in_new_stores_and_sha256_where_logs_were(tmp_path):
+    from llmrca.ingest import ingest_file
+    from llmrca.store.ingest_writes import log_event_id_scheme
+
+    line = '{"timestamp": "2026-10-13T10:00:00Z", "user_id": "u"}'
+    logs = tmp_path / "logs.jsonl"
+    logs.write_text(line + "\n")
+    with Store(tmp_path / "new.duckdb") as new:
+        assert log_event_id_scheme(new) == "md5"
+        new.con.execute("INSERT INTO incidents (incident_id, title, content_hash) "
+                        "VALUES ('INC-1', 't', 'h')")
+        ingest_file(new, logs, incident_id="INC-1", kind="logs")
+        expected = new.con.execute("SELECT md5('INC-1' || chr(31) || 'logs' || chr(31) || ?)",
+                                   [line]).fetchall()[0][0]
+        assert new.query("SELECT event_id FROM log_events")["event_id"].tolist() == [expected]
+        assert ingest_file(new, logs, incident_id="INC-1", kind="logs").inserted == 0
+    # A store at schema 5 without log rows takes the new scheme; one with log rows keeps sha256
+    # (test_log_events_ingested_before_migration_5_still_dedupe re-ingests into such a store).
+    Store(tmp_path / "empty5.duckdb", migrate_to=5).close()
+    with Store(tmp_path / "empty5.duckdb") as empty:
+        assert log_event_id_scheme(empty) == "md5"
+    with Store(tmp_path / "logs5.duckdb", migrate_to=5) as old:
+        old.con.execute("INSERT INTO log_events (event_id, incident_id, stream, ts) "
+                        "VALUES ('x', 'INC-1', 'logs', '2026-10-13 10:00:00')")
+    with Store(tmp_path / "logs5.duckdb") as upgraded:
+        assert log_event_id_scheme(upgraded) == "sha256"

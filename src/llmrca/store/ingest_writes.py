@@ -202,7 +202,7 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Seque
         # Insert first: when every line went in, none was bad and the check pass can be skipped
         # (one parse of the file instead of two). Otherwise a bad row raises below and the
         # transaction, which run_checked holds, takes these rows back.
-        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+        inserted = _insert(con, insert, params)
         if inserted == total:
             return FileIngestResult(display, int(total), int(inserted), 0)
 
@@ -226,13 +226,41 @@ def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Seque
             "END FROM checked WHERE err IS NOT NULL")
         rejected = con.execute(reject_sql, _named(reject_sql, params)).fetchall()[0][0]
     if inserted is None:
-        inserted = con.execute(insert, _named(insert, params)).fetchall()[0][0]
+        inserted = _insert(con, insert, params)
     return FileIngestResult(display, int(total), int(inserted), int(rejected))
+
+
+def _insert(con: duckdb.DuckDBPyConnection, sql: str, params: dict[str, Any]) -> int:
+    """Run an ``INSERT ... SELECT`` of a file's good rows; returns how many went in.
+
+    Every row carries its line number, so the table need not keep the file's order: without
+    that constraint DuckDB appends from all threads at once instead of collecting ordered batches.
+    """
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return int(con.execute(sql, _named(sql, params)).fetchall()[0][0])
+    finally:
+        try:
+            con.execute("RESET preserve_insertion_order")
+        except duckdb.Error:  # an interrupt or error aborted the transaction: let that through
+            pass
 
 
 def _err(field: str | None, expected: str, got: str = "NULL") -> str:
     return (f"{{'field': {_literal(field) if field else 'NULL'}, "
             f"'expected': {_literal(expected)}, 'got': {got}}}")
+
+
+#: SQL of a log event's id over the text it identifies, by the scheme in ``store_meta``: md5 in
+#: stores made since schema 6, the first 128 bits of sha256 in stores that held log rows before.
+_EVENT_ID = {"md5": "md5({})", "sha256": "left(sha256({}), 32)"}
+
+
+def log_event_id_scheme(store: Store) -> str:
+    """How this store makes log event ids (``md5`` or ``sha256``), fixed when it got schema 6."""
+    found = store.con.execute(
+        "SELECT value FROM store_meta WHERE key = 'log_event_id'").fetchall()
+    return str(found[0][0]) if found else "sha256"
 
 
 def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, run_id: str,
@@ -269,13 +297,14 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
         ]
     case = "CASE " + " ".join(f"WHEN {cond} THEN {val}" for cond, val in checks) + " END"
     scrub = _scrub_patch(personal, LOG_FIELDS)
+    # event_id: 32 hex digits, a content id of (incident, stream, line text) in the store's scheme.
+    event_id = _EVENT_ID[log_event_id_scheme(store)].format(
+        "$incident_id || chr(31) || $stream || chr(31) || raw")
     insert = (
         "INSERT INTO log_events (event_id, incident_id, stream, source_file, "
         "source_line, ts, level, event_type, session_hash, user_hash, model_version, prompt, "
         "output, guardrail_rule, guardrail_decision, guardrail_score, attributes) "
-        # event_id: the first 128 bits (32 hex digits) of sha256(incident, stream, line text).
-        "SELECT * FROM (SELECT left(sha256($incident_id || chr(31) || $stream || chr(31) "
-        "|| raw), 32) AS event_id, $incident_id, "
+        f"SELECT * FROM (SELECT {event_id} AS event_id, $incident_id, "
         f"$stream, $display, line, try_cast({f['timestamp']} AS TIMESTAMPTZ)::TIMESTAMP, "
         f"{f['level']}, {f['event_type']}, {_hashed(f['session_id'])}, {_hashed(f['user_id'])}, "
         f"coalesce({f['model_version']}, {f['model']}), {f['prompt']}, {f['output']}, "

@@ -332,6 +332,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
             updated_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (8, "log events: the id scheme of the store (md5 in new stores, sha256 where logs exist)", [
+        # An event id is a content id of (incident, stream, line text), compared on re-ingest. It
+        # was the first 32 hex digits of a sha256; md5 gives 32 hex digits in half the time and
+        # needs no cryptographic strength here. Stores that already hold log rows keep sha256 so
+        # that those rows still dedupe; the ingest reads the scheme from store_meta.
+        """INSERT INTO store_meta SELECT 'log_event_id',
+            CASE WHEN EXISTS (SELECT 1 FROM log_events) THEN 'sha256' ELSE 'md5' END""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
