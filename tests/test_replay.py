@@ -230,7 +230,10 @@ def test_greedy_matches_transformers_generate():
         reference = loaded.model.generate(torch.tensor([prompt]), max_new_tokens=10,
                                           do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id)
         expected = reference[0, len(prompt):].tolist()
-        assert list(out.token_ids) == expected[:len(out.token_ids)]
+        # The whole output, not a prefix: same tokens, same stopping point (an end-of-sequence
+        # token included when both stopped on one).
+        assert list(out.token_ids) == expected
+        assert out.finish_reason == ("eos" if len(expected) < 10 else "length")
 
 
 def test_out_of_memory_halves_the_batch():

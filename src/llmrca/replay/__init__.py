@@ -21,7 +21,6 @@ from llmrca.replay.config import MAX_PLANNED_SAMPLES, ReplayConfig
 from llmrca.replay.decoding import Decoding, sample_key, sample_seed
 from llmrca.replay.engine import compare_versions, regenerate_sample, replay_incident
 from llmrca.replay.measure import comparison_table, perturbation_table, rate_table
-from llmrca.replay.result import CompareResult, ReplayResult, load_replay
 from llmrca.replay.prompts import (
     VARIANT_KINDS,
     PromptTooLongError,
@@ -34,6 +33,7 @@ from llmrca.replay.prompts import (
     replace_request,
     swap_prefix,
 )
+from llmrca.replay.result import CompareResult, ReplayResult, load_replay
 from llmrca.replay.scoring import (
     Divergence,
     OutputScore,

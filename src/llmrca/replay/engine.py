@@ -194,7 +194,7 @@ def _mark_unfinished(store, run_id: str, counts: dict[str, Any], exc: BaseExcept
     try:
         replay_store.finish_run(store, run_id, counts,
                                 status="interrupted" if interrupted else "failed", reason=reason)
-    except BaseException:  # noqa: BLE001 - the store may be what failed
+    except BaseException:  # noqa: BLE001, S110 - the store may be what failed
         pass
 
 
