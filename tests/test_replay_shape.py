@@ -12,7 +12,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from test_replay import DAN, SYSTEM, ParityJudge, add_incident, tiny_model
 
 from llmrca.errors import InvalidArgumentError, StoreError
 from llmrca.replay import (
@@ -24,6 +23,7 @@ from llmrca.replay import (
     replay_incident,
 )
 from llmrca.replay.backends import _draw
+from test_replay import DAN, SYSTEM, ParityJudge, add_incident, tiny_model
 
 SRC = str(Path(__file__).resolve().parent.parent / "src")
 
@@ -254,10 +254,10 @@ def test_warm_cli_replay_imports_no_torch(tmp_path):
              "print('HEAVY', sorted(m for m in ('torch', 'transformers', 'sklearn') "
              "if m in sys.modules), code)")
     env = {**os.environ, "PYTHONPATH": SRC}
-    cold = subprocess.run([sys.executable, "-c", probe % args], capture_output=True, text=True,
+    cold = subprocess.run([sys.executable, "-c", probe % args], capture_output=True, text=True, check=False,
                           env=env, timeout=300)
     assert "HEAVY ['torch', 'transformers'] 0" in cold.stdout, cold.stderr[-2000:]
-    warm = subprocess.run([sys.executable, "-c", probe % args], capture_output=True, text=True,
+    warm = subprocess.run([sys.executable, "-c", probe % args], capture_output=True, text=True, check=False,
                           env=env, timeout=300)
     assert "HEAVY [] 0" in warm.stdout, warm.stderr[-2000:]
     assert "0 generated" in warm.stdout and "(no model loaded)" in warm.stdout

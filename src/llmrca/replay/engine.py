@@ -138,6 +138,13 @@ def _replay(store, incident_id: str, versions: Sequence[Any], config: ReplayConf
             + f" ({len(keys - existing)} of {len(keys)} samples missing): open it for writing "
               f"to run the replay, or read a stored run with load_replay / `llmrca runs show`")
 
+    # A finished run's agreement report is reused when nothing about its judgements can have
+    # changed (every sample was cached: same samples, same judges by run id).
+    status_before = replay_store.run_status(store, run_id)
+    known_agreement = None
+    if status_before == "complete" and not keys - existing:
+        known_agreement = (replay_store.run_record(store, run_id).get("counts") or {}).get(
+            "agreement")
     resumed = not replay_store.start_run(
         store, run_id=run_id, incident_id=incident_id, versions=versions_info,
         parameters=parameters, seed=int(config.seed), backend=config.backend,
@@ -165,7 +172,10 @@ def _replay(store, incident_id: str, versions: Sequence[Any], config: ReplayConf
              "warnings": p.warnings} for p in plan])
         frame = replay_store.run_samples(store, run_id)
         judgements, labels, judge_info = judge_samples(store, frame, judges,
-                                                       pd.DataFrame(context_rows))
+                                                       pd.DataFrame(context_rows),
+                                                       known_agreement)
+        if "agreement" in judge_info:
+            counts["agreement"] = judge_info["agreement"]
         replay_store.finish_run(store, run_id, counts)
     except BaseException as exc:
         _mark_unfinished(store, run_id, counts, exc)

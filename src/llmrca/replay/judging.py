@@ -84,11 +84,18 @@ def stored_judgements(store, sample_ids: Sequence[str],
     return frame[list(JUDGEMENT_FRAME_COLUMNS)].reset_index(drop=True)
 
 
-def labels_from(judgements: pd.DataFrame, n_judges: int) -> tuple[pd.Series, dict[str, Any]]:
-    """Combined labels per sample and the agreement report (two or more judges)."""
+def labels_from(judgements: pd.DataFrame, n_judges: int,
+                known_agreement: Any = None) -> tuple[pd.Series, dict[str, Any]]:
+    """Combined labels per sample and the agreement report (two or more judges).
+
+    ``known_agreement``: the report a finished run stored for these same judgements; it is
+    reused rather than recomputed (computing it imports scikit-learn, seconds on a warm run).
+    """
     labels = _combine(judgements)
     info: dict[str, Any] = {}
-    if n_judges > 1 and len(judgements):
+    if known_agreement is not None:
+        info["agreement"] = known_agreement
+    elif n_judges > 1 and len(judgements):
         try:
             from llmrca.judges import agreement
 
@@ -99,11 +106,12 @@ def labels_from(judgements: pd.DataFrame, n_judges: int) -> tuple[pd.Series, dic
     return labels, info
 
 
-def judge_samples(store, samples: pd.DataFrame, judges: list[Any],
-                  context: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series, dict[str, Any]]:
+def judge_samples(store, samples: pd.DataFrame, judges: list[Any], context: pd.DataFrame,
+                  known_agreement: Any = None) -> tuple[pd.DataFrame, pd.Series, dict[str, Any]]:
     """Judge each distinct sample once per judge configuration; reuse stored judgements.
 
-    Returns ``(judgements, combined labels by sample_id, info)``.
+    Returns ``(judgements, combined labels by sample_id, info)``; ``known_agreement`` as in
+    :func:`labels_from`.
     """
     empty = pd.DataFrame(columns=list(JUDGEMENT_FRAME_COLUMNS))
     if not judges or samples.empty:
@@ -137,7 +145,7 @@ def judge_samples(store, samples: pd.DataFrame, judges: list[Any],
         frames.append(stored_judgements(store, list(items.values()),
                                         [{"name": name, "config_hash": config_hash}]))
     judgements = pd.concat(frames, ignore_index=True)
-    labels, info = labels_from(judgements, len(judges))
+    labels, info = labels_from(judgements, len(judges), known_agreement)
     names = [_name(j) for j in judges]
     info = {"judges": names,
             "judge_config_hashes": {n: (_config_hash(j) or (f["judge_config_hash"].iloc[0]

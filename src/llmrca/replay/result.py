@@ -255,7 +255,9 @@ def load_replay(store, run_id: str) -> ReplayResult:
     judges = parameters.get("judges")
     judgements = stored_judgements(store, frame["sample_id"].unique().tolist(), judges)
     n_judges = len(judges) if judges is not None else judgements["judge"].nunique()
-    labels, judge_info = labels_from(judgements, n_judges)
+    stored_counts: dict[str, Any] = (record["counts"] if isinstance(record.get("counts"), dict)
+                                     else {})
+    labels, judge_info = labels_from(judgements, n_judges, stored_counts.get("agreement"))
     versions = [v["name"] for v in record["versions"]]
     interaction_ids = parameters.get("interaction_ids") or list(
         dict.fromkeys(frame["interaction_id"]))

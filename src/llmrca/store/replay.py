@@ -8,6 +8,7 @@ writing the same chunk twice is a no-op and a chunk is either all in the store o
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -158,6 +159,17 @@ def start_run(store: Store, *, run_id: str, incident_id: str, versions: list[dic
         return True
 
 
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null (JSON has neither), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def finish_run(store: Store, run_id: str, counts: dict[str, Any], status: str = "complete",
                reason: str | None = None) -> None:
     """Mark a run ``complete`` with its counts (generated, cached, forward passes, ...), or
@@ -170,7 +182,8 @@ def finish_run(store: Store, run_id: str, counts: dict[str, Any], status: str = 
     with store.transaction() as con:
         con.execute("UPDATE replay_runs SET status = ?, counts = ?, "
                     "updated_at = current_timestamp WHERE run_id = ?",
-                    [status, json.dumps(counts, sort_keys=True, default=str), run_id])
+                    [status, json.dumps(_json_safe(counts), sort_keys=True, default=str),
+                     run_id])
 
 
 def run_record(store: Store, run_id: str) -> dict[str, Any]:
