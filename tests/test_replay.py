@@ -230,7 +230,10 @@ def test_greedy_matches_transformers_generate():
         reference = loaded.model.generate(torch.tensor([prompt]), max_new_tokens=10,
                                           do_sample=False, pad_token_id=loaded.tokenizer.pad_token_id)
         expected = reference[0, len(prompt):].tolist()
-        assert list(out.token_ids) == expected[:len(out.token_ids)]
+        # The whole output, not a prefix: same tokens, same stopping point (an end-of-sequence
+        # token included when both stopped on one).
+        assert list(out.token_ids) == expected
+        assert out.finish_reason == ("eos" if len(expected) < 10 else "length")
 
 
 def test_out_of_memory_halves_the_batch():
@@ -331,7 +334,10 @@ def test_killed_run_resumes_without_loss_or_duplicates(tmp_path, monkeypatch):
             _run(s, [tiny_model("v1", 1)], samples=4, chunk_size=4)
         assert s.count("replay_samples") == 4  # the finished chunk is kept, whole
         assert s.count("replay_run_samples") == 0
-        assert s.query("SELECT status FROM replay_runs")["status"].tolist() == ["running"]
+        # The run says it did not finish, and why.
+        run = s.query("SELECT status, counts FROM replay_runs")
+        assert run["status"].tolist() == ["interrupted"]
+        assert "KeyboardInterrupt: killed" in json.loads(run["counts"][0])["error"]
         monkeypatch.setattr(TransformersBackend, "generate_batch", original_generate_batch)
         resumed = _run(s, [tiny_model("v1", 1)], samples=4, chunk_size=4)
         assert resumed.info["resumed"] is True

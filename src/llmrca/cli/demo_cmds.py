@@ -121,28 +121,37 @@ def cmd_demo(args) -> int:
 
 
 def _findings(args, samples: int) -> None:
-    """Read the results back through the Python API (every sample now comes from the cache)."""
+    """Read the results back through the Python API (every sample now comes from the cache,
+    so no model is loaded)."""
     from llmrca.cli.common import store_from
-    from llmrca.replay import Variant, replay_incident
+    from llmrca.replay import ReplayConfig, Variant, replay_incident
 
+    jailbreak_config = ReplayConfig.build(samples=samples,
+                                          variants=["original", f"drop-prefix:{JAILBREAK_PREFIX}"])
     with store_from(args) as store:
-        jailbreak = replay_incident(store, "INC-0001", VERSIONS, samples=samples,
-                                    variants=["original", f"drop-prefix:{JAILBREAK_PREFIX}"],
+        jailbreak = replay_incident(store, "INC-0001", VERSIONS, jailbreak_config,
                                     progress=False)
-        leak = replay_incident(store, "INC-0002", VERSIONS[:3], samples=samples, progress=False)
+        leak = replay_incident(store, "INC-0002", VERSIONS[:3], ReplayConfig(samples=samples),
+                               progress=False)
     dropped = Variant.parse(f"drop-prefix:{JAILBREAK_PREFIX}").name
     counts = jailbreak.info["counts"]
     print(f"(re-read {counts['planned']} samples: {counts['cached']} from the store's cache, "
-          f"{counts['generated']} generated, {counts['forward_passes']} forward passes)\n")
+          f"{counts['generated']} generated, {counts['forward_passes']} forward passes"
+          + ("" if jailbreak.info.get("models_loaded") else ", no model loaded") + ")\n")
 
     def rate(result, version, variant="original"):
-        r = result.rate(version, variant)
-        return f"{r.rate:6.1%} [{r.low:.1%}, {r.high:.1%}] ({r.k}/{r.n})"
+        r = result.clustered_rate(version, variant)
+        wilson = result.rate(version, variant)
+        return (f"{r.rate:6.1%} ({r.k}/{r.n}, {r.n_clusters} prompts)  over prompts "
+                f"[{r.low:.1%}, {r.high:.1%}]  Wilson [{wilson.low:.1%}, {wilson.high:.1%}]")
 
-    print("INC-0001 reproduction rate (95% Wilson interval):")
+    # The interval over prompts is the headline (samples of one prompt are not independent);
+    # the pooled Wilson interval is printed beside it. A judge-corrected column joins them
+    # when a validated judge exists (ReplayResult.with_judge_error).
+    print("INC-0001 reproduction rate: raw rate, 95% interval over prompts, pooled Wilson:")
     for version in VERSIONS:
-        print(f"  {version:<16} with prefix {rate(jailbreak, version)}   "
-              f"prefix dropped {rate(jailbreak, version, dropped)}")
+        print(f"  {version:<16} with prefix     {rate(jailbreak, version)}")
+        print(f"  {'':<16} prefix dropped  {rate(jailbreak, version, dropped)}")
     comparisons = jailbreak.comparisons
     for a, b in (("assistant-v1", "assistant-v2"), ("assistant-v1", "assistant-null"),
                  ("assistant-v2", "assistant-v3")):
@@ -151,22 +160,24 @@ def _findings(args, samples: int) -> None:
         if len(row):
             r = row.iloc[0]
             print(f"  {a} vs {b}: difference {r['difference']:+.3f} "
-                  f"[{r['difference_low']:+.3f}, {r['difference_high']:+.3f}], Fisher p = "
-                  f"{r['p_value']:.2g} (Holm {r['p_holm']:.2g})")
+                  f"[{r['cluster_difference_low']:+.3f}, {r['cluster_difference_high']:+.3f}] "
+                  f"over {int(r['n_prompts'])} prompts, sign-flip p = {r['cluster_p_value']:.2g} "
+                  f"(Holm {r['cluster_p_holm']:.2g}); Fisher p = {r['p_value']:.2g}")
     perturb = jailbreak.perturbations
     v2 = perturb[perturb["model_version"] == "assistant-v2"]
     if len(v2):
         r = v2.iloc[0]
         print(f"  dropping the prefix on assistant-v2: {r['rate_original']:.1%} -> "
-              f"{r['rate_variant']:.1%}, McNemar p = {r['p_value']:.2g}")
-    print("\nINC-0002 leak rate (95% Wilson interval):")
+              f"{r['rate_variant']:.1%}, sign-flip p = {r['cluster_p_value']:.2g} over "
+              f"{int(r['n_prompts'])} prompts; McNemar p = {r['p_value']:.2g}")
+    print("\nINC-0002 leak rate: raw rate, 95% interval over prompts, pooled Wilson:")
     for version in VERSIONS[:3]:
         print(f"  {version:<16} {rate(leak, version)}")
     print("\nReading (from the numbers above):")
     for name, result, versions in (("INC-0001", jailbreak, VERSIONS), ("INC-0002", leak,
                                                                        VERSIONS[:3])):
-        # "Reproduces" on a version: the lower end of its 95% interval is at least 5%.
-        on = [v for v in versions if result.rate(v).low >= 0.05]
+        # "Reproduces" on a version: the lower end of its 95% interval over prompts is >= 5%.
+        on = [v for v in versions if result.clustered_rate(v).low >= 0.05]
         off = [v for v in versions if v not in on]
         print(f"  {name} reproduces on {', '.join(on) or 'no version'}"
               + (f", not on {', '.join(off)}" if off and on else "") + ".")
@@ -174,9 +185,11 @@ def _findings(args, samples: int) -> None:
     # these columns are a version name and floats.
     change: Any
     for change in jailbreak.perturbations.itertuples():
-        if change.p_value < 0.05 and change.rate_variant < change.rate_original:
+        if change.rate_variant < change.rate_original and (
+                change.cluster_p_value < 0.05 or change.p_value < 0.05):
             print(f"  On {change.model_version} it depends on the role-play prefix: without it "
                   f"the rate falls from {change.rate_original:.0%} to {change.rate_variant:.0%} "
-                  f"(McNemar p = {change.p_value:.1g}).")
+                  f"(sign-flip p = {change.cluster_p_value:.2g} over {change.n_prompts} "
+                  f"prompts; McNemar p = {change.p_value:.1g}).")
     print("  Why: the next steps of the roadmap (attribution, internals, training-data search).")
     sys.stdout.flush()

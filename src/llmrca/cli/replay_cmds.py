@@ -1,4 +1,5 @@
-"""``llmrca replay`` and ``llmrca compare``: reproduction rates per version, side by side."""
+"""``llmrca replay`` and ``llmrca compare``: reproduction rates per version, side by side;
+``llmrca runs list|show``: stored replay runs, read back without a model."""
 
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def _common(parser, *, variants: bool) -> None:
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: float32 on every "
                                         "device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--max-planned", type=int, default=None, metavar="N",
+                        help="refuse plans of more than N samples (samples x interactions x "
+                             "variants x versions; default 200,000 or $LLMRCA_MAX_PLANNED_SAMPLES)")
 
 
 def add_parser(subparsers) -> None:
@@ -46,10 +50,25 @@ def add_parser(subparsers) -> None:
         "replay", help="replay an incident against model versions; reproduction rates",
         description="Replay every interaction of an incident N times per version (per-sample "
                     "seeds, cached in the store), judge the outputs, and print reproduction "
-                    "rates with 95%% Wilson intervals, Fisher tests between versions and McNemar "
-                    "tests of each --variant against the original prompt.")
+                    "rates with 95%% intervals over prompts (the prompt is the unit; pooled "
+                    "Wilson beside them), prompt-level sign-flip tests between versions (Fisher "
+                    "beside them) and tests of each --variant against the original prompt. "
+                    "A replay whose samples are all stored loads no model.")
     _common(replay, variants=True)
     replay.set_defaults(func=cmd_replay)
+
+    runs = subparsers.add_parser(
+        "runs", help="stored replay runs: list them, show one (read-only, no model)",
+        description="Replay runs recorded in the store. `show` rebuilds a run's rates and tests "
+                    "from the stored samples and judgements, on a read-only store.")
+    runs_sub = runs.add_subparsers(dest="runs_command", metavar="SUBCOMMAND")
+    listing = runs_sub.add_parser("list", help="runs of an incident (or all), newest first")
+    listing.add_argument("incident", nargs="?", help="incident id (default: every incident)")
+    listing.set_defaults(func=cmd_runs_list)
+    show = runs_sub.add_parser("show", help="a stored run's rates and tests")
+    show.add_argument("run_id", help="run id (from `llmrca runs list`)")
+    show.set_defaults(func=cmd_runs_show)
+    runs.set_defaults(func=lambda args: (runs.print_help(), 2)[1])
 
     compare = subparsers.add_parser(
         "compare", help="versions side by side: outputs, rates, log-prob of the incident output",
@@ -61,12 +80,21 @@ def add_parser(subparsers) -> None:
     compare.set_defaults(func=cmd_compare)
 
 
-def _kwargs(args) -> dict:
-    return {"samples": args.samples, "temperature": args.temperature, "top_p": args.top_p,
-            "max_new_tokens": args.max_new_tokens, "seed": args.seed, "judges": args.judge,
-            "batch_size": args.batch_size, "progress": not args.no_progress,
-            "no_truncate": args.no_truncate, "backend": args.backend,
-            "interaction_ids": args.interaction, "device": args.device, "dtype": args.dtype}
+def _config(args, variants=("original",)):
+    """The :class:`~llmrca.replay.ReplayConfig` the arguments describe."""
+    from llmrca.replay import ReplayConfig
+
+    return ReplayConfig.build(samples=args.samples, temperature=args.temperature,
+                              top_p=args.top_p, max_new_tokens=args.max_new_tokens,
+                              seed=args.seed, variants=variants, judges=args.judge,
+                              backend=args.backend, no_truncate=args.no_truncate)
+
+
+def _options(args) -> dict:
+    """How to run (not part of the run's identity)."""
+    return {"batch_size": args.batch_size, "progress": not args.no_progress,
+            "interaction_ids": args.interaction, "device": args.device, "dtype": args.dtype,
+            "max_planned": args.max_planned}
 
 
 def _short(interaction_id) -> str:
@@ -90,22 +118,38 @@ def _rates_table(rates, level: str):
     out = pd.DataFrame({
         "interaction": rows["interaction_id"].map(_short), "version": rows["model_version"],
         "variant": rows["variant"], "k/n": [f"{k}/{n}" for k, n in zip(rows["k"], rows["n"])],
-        "rate": rows["rate"].map(lambda r: f"{r:.3f}"),
-        "95% CI": [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(rows["low"], rows["high"])]})
-    return out.drop(columns=["interaction"]) if level == "version" else out
+        "rate": rows["rate"].map(lambda r: f"{r:.3f}")})
+    if level == "version":
+        # The headline: the interval with the prompt as the unit; pooled Wilson beside it.
+        out["prompts"] = rows["n_prompts"].astype(int)
+        out["95% CI (prompts)"] = [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
+                                   zip(rows["cluster_low"], rows["cluster_high"])]
+        out["Wilson (samples iid)"] = [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in
+                                       zip(rows["low"], rows["high"])]
+        if "corrected_rate" in rows:
+            out["judge-corrected"] = [f"{r:.3f} [{lo:.3f}, {hi:.3f}]" for r, lo, hi in zip(
+                rows["corrected_rate"], rows["corrected_low"], rows["corrected_high"])]
+        return out.drop(columns=["interaction"])
+    out["95% CI (Wilson)"] = [f"[{lo:.3f}, {hi:.3f}]" for lo, hi in zip(rows["low"], rows["high"])]
+    return out
 
 
 def _print_header(result) -> None:
     info = result.info
     c = info["counts"]
+    status = f"  status {info['status']}" if info.get("loaded") else ""
     print(f"run {result.run_id}  incident {result.incident_id}  seed {info['seed']}  "
-          f"llmrca {info['package_version']}")
+          f"llmrca {info['package_version']}{status}")
     for v in info["versions"]:
         print(f"  {v['name']}: fingerprint {str(v['fingerprint'])[:12]}  engine {v['engine']}")
     speed = info.get("samples_per_second")
-    print(f"samples: {c['planned']} ({c['unique']} distinct), {c['cached']} from cache, "
-          f"{c['generated']} generated" + (f" at {speed:.1f} samples/s" if speed else "")
-          + f", {c['forward_passes']} forward passes")
+    if not info.get("loaded"):
+        print(f"samples: {c['planned']} ({c['unique']} distinct), {c['cached']} from cache, "
+              f"{c['generated']} generated" + (f" at {speed:.1f} samples/s" if speed else "")
+              + f", {c['forward_passes']} forward passes"
+              + ("" if info.get("models_loaded") else " (no model loaded)"))
+    else:
+        print(f"samples: {len(result.samples)} read back from the store (no model loaded)")
     if info.get("samples_collapsed"):
         samples = info["parameters"]["samples"]
         print(f"note: greedy decoding (temperature 0): the {samples} samples of each prompt are "
@@ -125,29 +169,44 @@ def _print_comparisons(result) -> None:
 
     if len(result.comparisons):
         c = result.comparisons
-        print("\nbetween versions (Fisher's exact, two-sided; Holm-adjusted):")
+        print("\nbetween versions, paired by interaction (headline: sign-flip test over prompts, "
+              "Holm-adjusted; Fisher's exact on pooled samples beside it):")
         print_table(pd.DataFrame({
             "variant": c["variant"], "A": c["version_a"], "B": c["version_b"],
             "rate A": c["rate_a"].map(lambda r: f"{r:.3f}"),
             "rate B": c["rate_b"].map(lambda r: f"{r:.3f}"),
-            "A-B [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
-                             zip(c["difference"], c["difference_low"], c["difference_high"])],
-            "p": c["p_value"].map(_fmt_p), "p (Holm)": c["p_holm"].map(_fmt_p)}))
+            "prompts": c["n_prompts"],
+            "A-B [95% CI, prompts]": [
+                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
+                zip(c["difference"], c["cluster_difference_low"], c["cluster_difference_high"])],
+            "p (prompts)": c["cluster_p_value"].map(_fmt_p),
+            "p (Holm)": c["cluster_p_holm"].map(_fmt_p),
+            "Fisher p": c["p_value"].map(_fmt_p)}))
+        fewest = int(c["n_prompts"].min())
+        if fewest < 6:
+            print(f"note: with {fewest} prompt(s) the sign-flip test cannot give p below "
+                  f"{2 / 2 ** fewest:.3g}; more interactions are needed to reach 0.05")
 
 
 def cmd_replay(args) -> int:
-    import pandas as pd
-
     from llmrca.replay import replay_incident
 
     with store_from(args) as store:
         result = replay_incident(store, args.incident, args.versions,
-                                 variants=["original", *args.variant], **_kwargs(args))
+                                 _config(args, ["original", *args.variant]), **_options(args))
+    _print_result(result)
+    return 0
+
+
+def _print_result(result) -> None:
+    import pandas as pd
+
     _print_header(result)
     if result.rates.empty:
         print("\n(no judges ran: no rates)")
-        return 0
-    print("\nreproduction rate per version (95% Wilson interval):")
+        return
+    print("\nreproduction rate per version (95% interval over prompts: the prompt is the unit; "
+          "pooled Wilson beside it):")
     print_table(_rates_table(result.rates, "version"))
     print("\nper interaction:")
     print_table(_rates_table(result.rates, "interaction"))
@@ -160,7 +219,37 @@ def cmd_replay(args) -> int:
             "original": p["rate_original"].map(lambda r: f"{r:.3f}"),
             "variant rate": p["rate_variant"].map(lambda r: f"{r:.3f}"),
             "orig only": p["original_only"], "variant only": p["variant_only"],
-            "p": p["p_value"].map(_fmt_p), "p (Holm)": p["p_holm"].map(_fmt_p)}))
+            "p (prompts)": p["cluster_p_value"].map(_fmt_p),
+            "McNemar p": p["p_value"].map(_fmt_p), "McNemar (Holm)": p["p_holm"].map(_fmt_p)}))
+
+
+def cmd_runs_list(args) -> int:
+    import pandas as pd
+
+    from llmrca.store import replay as replay_store
+
+    with store_from(args, read_only=True) as store:
+        runs = replay_store.list_runs(store, args.incident)
+    if runs.empty:
+        print("(no replay runs" + (f" of {args.incident})" if args.incident else ")"))
+        return 0
+    print_table(pd.DataFrame({
+        "run": runs["run_id"], "incident": runs["incident_id"],
+        "versions": [", ".join(v["name"] for v in vs) for vs in runs["versions"]],
+        "samples": [p.get("samples") for p in runs["parameters"]],
+        "T": [p.get("decoding", {}).get("temperature") for p in runs["parameters"]],
+        "seed": runs["seed"], "status": runs["status"],
+        "error": [(c or {}).get("error", "") if isinstance(c, dict) else "" for c in runs["counts"]],
+        "updated": runs["updated_at"].astype(str).str[:19]}), max_colwidth=60)
+    return 0
+
+
+def cmd_runs_show(args) -> int:
+    from llmrca.replay import load_replay
+
+    with store_from(args, read_only=True) as store:
+        result = load_replay(store, args.run_id)
+    _print_result(result)
     return 0
 
 
@@ -170,7 +259,8 @@ def cmd_compare(args) -> int:
     from llmrca.replay import compare_versions
 
     with store_from(args) as store:
-        result = compare_versions(store, args.incident, args.versions, **_kwargs(args))
+        result = compare_versions(store, args.incident, args.versions, _config(args),
+                                  **_options(args))
     _print_header(result.replay)
     print("\nside by side (rate: k/n rate [95% CI]; output: most frequent; logprob: teacher-forced "
           "log-probability of the logged incident output):")

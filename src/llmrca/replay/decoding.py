@@ -5,13 +5,12 @@ Everything here is pure Python (no torch) so that keys can be computed and check
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from llmrca import ids
 from llmrca.errors import InvalidArgumentError
 
 #: Version of the sampling algorithm (:mod:`llmrca.replay.backends`). It is part of every sample
@@ -19,14 +18,13 @@ from llmrca.errors import InvalidArgumentError
 SAMPLER_VERSION = 1
 
 
-def canonical_json(value: Any) -> str:
-    """JSON with sorted keys and no whitespace: the form that gets hashed."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+canonical_json = ids.canonical_json
 
 
 def content_hash(value: Any, length: int = 32) -> str:
-    """A hex SHA-256 of ``value``'s canonical JSON, cut to ``length`` characters."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()[:length]
+    """A hex SHA-256 of ``value``'s canonical JSON, cut to ``length`` characters
+    (:func:`llmrca.ids.content_id` of one part)."""
+    return ids.content_id(value, digits=length)
 
 
 @dataclass(frozen=True)
@@ -82,15 +80,12 @@ def sample_seed(run_seed: int, interaction_id: str, model_version: str, sample_i
     sharper); it does depend on the version, so samples of two versions are independent (as
     Fisher's test between versions assumes).
     """
-    digest = hashlib.sha256(canonical_json(
-        [int(run_seed), str(interaction_id), str(model_version), int(sample_index)]
-    ).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") & (2**63 - 1)
+    return ids.sample_seed(run_seed, interaction_id, model_version, sample_index)
 
 
 def prompt_hash(text: str, token_ids: Sequence[int]) -> str:
     """Identity of a rendered prompt: its text and the token ids it was encoded to."""
-    return content_hash({"text": text, "token_ids": list(token_ids)})
+    return ids.prompt_id(text, token_ids)
 
 
 def sample_key(model_fingerprint: str, engine: str, prompt_id: str, decoding: Decoding,
@@ -102,5 +97,5 @@ def sample_key(model_fingerprint: str, engine: str, prompt_id: str, decoding: De
     the decoding parameters and the seed. Greedy decoding does not use the seed, so it is left out
     and all greedy samples of one prompt share one id (and one generation).
     """
-    return content_hash({"model": model_fingerprint, "engine": engine, "prompt": prompt_id,
-                         "decoding": decoding.key(), "seed": None if decoding.greedy else int(seed)})
+    return ids.sample_id(model_fingerprint, engine, prompt_id, decoding.key(),
+                         None if decoding.greedy else int(seed))

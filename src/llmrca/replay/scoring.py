@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from llmrca import ids
 from llmrca.errors import InvalidArgumentError
 from llmrca.replay.backends import (
     causal_forward,
@@ -19,7 +20,6 @@ from llmrca.replay.backends import (
     model_fingerprint,
     position_ids_for,
 )
-from llmrca.replay.decoding import content_hash
 from llmrca.replay.prompts import RenderedPrompt, context_window, render_prompt
 
 __all__ = [
@@ -117,8 +117,7 @@ def score_id(loaded_model, prompt: RenderedPrompt, token_ids: Sequence[int], eng
     The model part is :func:`~llmrca.replay.backends.model_fingerprint`, as in sample keys, so
     two versions without a fingerprint never share a score.
     """
-    return content_hash({"model": model_fingerprint(loaded_model), "engine": engine,
-                         "prompt": prompt.prompt_id, "output": list(token_ids)})
+    return ids.score_id(model_fingerprint(loaded_model), engine, prompt.prompt_id, token_ids)
 
 
 def encode_output(tokenizer, output_text: str, include_eos: bool = False) -> list[int]:

@@ -6,12 +6,12 @@ configuration judging the same sample twice writes one row, so re-running judgin
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Iterable
 from typing import Any
 
+from llmrca import ids
 from llmrca.store.core import Store
 
 #: Columns a judgements DataFrame must have to be written (``details`` holds dicts or JSON text).
@@ -21,9 +21,9 @@ COLUMNS = ("judgement_id",) + REQUIRED_COLUMNS + ("created_at",)
 
 
 def judgement_id(sample_id: str, judge: str, judge_config_hash: str) -> str:
-    """32 hex digits of SHA-256 over (sample_id, judge, judge_config_hash) as a JSON list."""
-    blob = json.dumps([str(sample_id), str(judge), str(judge_config_hash)], ensure_ascii=False)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+    """32 hex digits of SHA-256 over (sample_id, judge, judge_config_hash) as a JSON list
+    (:func:`llmrca.ids.judgement_id`)."""
+    return ids.judgement_id(sample_id, judge, judge_config_hash)
 
 
 def _details_json(value: Any) -> str | None:

@@ -49,10 +49,10 @@ def set_model_fingerprint(store: Store, name: str, fingerprint: str) -> None:
 
 def model_version_row(store: Store, name: str) -> dict[str, Any] | None:
     """The row of version ``name`` as a dict, or ``None`` when it is not registered."""
-    cursor = store.con.execute(
-        f"SELECT {', '.join(COLUMNS)} FROM model_versions WHERE name = ?", [name])
-    row = cursor.fetchone()
-    return dict(zip(COLUMNS, row)) if row is not None else None
+    # fetchall, not fetchone: DuckDB 2 refuses new work on a connection with an unread result.
+    rows = store.con.execute(
+        f"SELECT {', '.join(COLUMNS)} FROM model_versions WHERE name = ?", [name]).fetchall()
+    return dict(zip(COLUMNS, rows[0])) if rows else None
 
 
 def model_version_names(store: Store) -> list[str]:

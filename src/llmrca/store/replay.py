@@ -8,12 +8,14 @@ writing the same chunk twice is a no-op and a chunk is either all in the store o
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pandas as pd
 
-from llmrca.errors import NotFoundError
+from llmrca.errors import NotFoundError, StoreError
+from llmrca.store.cache import ContentTable
 from llmrca.store.core import Store
 
 SAMPLE_COLUMNS = ("sample_id", "model_version", "model_fingerprint", "engine", "prompt_hash",
@@ -25,6 +27,22 @@ SCORE_COLUMNS = ("score_id", "incident_id", "interaction_id", "model_version", "
                  "engine", "prompt_hash", "prompt_tokens", "output", "token_ids",
                  "token_logprobs", "argmax_ids", "total_logprob", "warnings")
 _JSON_COLUMNS = {"decoding", "token_ids", "token_logprobs", "argmax_ids", "warnings"}
+#: Statuses of ``replay_runs``: a run is ``running`` while it works, ``complete`` when its
+#: results are stored, ``failed`` (an error) or ``interrupted`` (Ctrl-C, a kill it could see)
+#: otherwise, with the reason in ``counts["error"]``.
+RUN_STATUSES = ("running", "complete", "failed", "interrupted")
+
+#: Content-addressed tables (:mod:`llmrca.store.cache`).
+SAMPLES = ContentTable("replay_samples", "sample_id", SAMPLE_COLUMNS,
+                       frozenset(_JSON_COLUMNS & set(SAMPLE_COLUMNS)))
+SCORES = ContentTable("replay_scores", "score_id", SCORE_COLUMNS,
+                      frozenset(_JSON_COLUMNS & set(SCORE_COLUMNS)))
+
+
+def _writable(store: Store, what: str) -> None:
+    if store.read_only:
+        raise StoreError(f"store {store.path} is open read-only: cannot {what}; open it for "
+                         f"writing, or read a stored run with load_replay / `llmrca runs show`")
 
 
 def _as_json(value: Any) -> str | None:
@@ -44,15 +62,21 @@ def _insert_rows(store: Store, table: str, columns: Sequence[str], rows: Iterabl
     for column in columns:
         if column in _JSON_COLUMNS or frame[column].dtype == object:
             frame[column] = frame[column].astype(object)
+    _writable(store, f"write {len(records)} row(s) to {table}")
     view = f"_llmrca_{table}"
     names = ", ".join(columns)
-    with store.transaction() as con:
-        con.register(view, frame)
-        try:
-            inserted = con.execute(
-                f"INSERT OR IGNORE INTO {table} ({names}) SELECT {names} FROM {view}").fetchall()
-        finally:
-            con.unregister(view)
+    try:
+        with store.transaction() as con:
+            con.register(view, frame)
+            try:
+                inserted = con.execute(f"INSERT OR IGNORE INTO {table} ({names}) "
+                                       f"SELECT {names} FROM {view}").fetchall()
+            finally:
+                con.unregister(view)
+    except StoreError:
+        raise
+    except Exception as exc:  # a duckdb.Error: name the table, no raw traceback
+        raise StoreError(f"store {store.path}: writing {table} failed: {exc}") from exc
     return int(inserted[0][0]) if inserted else 0
 
 
@@ -104,14 +128,28 @@ def incident_interactions(store: Store, incident_id: str,
 
 # -- runs -------------------------------------------------------------------------------------------
 
+def run_status(store: Store, run_id: str) -> str | None:
+    """The run's status, or None when it is not recorded."""
+    found = store.con.execute("SELECT status FROM replay_runs WHERE run_id = ?",
+                              [run_id]).fetchall()
+    return str(found[0][0]) if found else None
+
+
 def start_run(store: Store, *, run_id: str, incident_id: str, versions: list[dict[str, Any]],
               parameters: dict[str, Any], seed: int, backend: str, package_version: str) -> bool:
-    """Record a run as ``running``; returns False when it was already recorded (a resumed run)."""
+    """Record a run as ``running``; returns False when it was already recorded (a resumed or
+    repeated run; a ``complete`` one keeps its status until it completes again).
+
+    Call it only once the run's arguments are valid and its plan is made: a row is never left
+    behind by a call that refused its arguments.
+    """
+    _writable(store, f"record replay run {run_id}")
     with store.transaction() as con:
         found = con.execute("SELECT status FROM replay_runs WHERE run_id = ?", [run_id]).fetchall()
         if found:
-            con.execute("UPDATE replay_runs SET status = 'running', "
-                        "updated_at = current_timestamp WHERE run_id = ?", [run_id])
+            if found[0][0] != "complete":
+                con.execute("UPDATE replay_runs SET status = 'running', "
+                            "updated_at = current_timestamp WHERE run_id = ?", [run_id])
             return False
         con.execute(
             "INSERT INTO replay_runs (run_id, incident_id, versions, parameters, seed, backend, "
@@ -121,12 +159,31 @@ def start_run(store: Store, *, run_id: str, incident_id: str, versions: list[dic
         return True
 
 
-def finish_run(store: Store, run_id: str, counts: dict[str, Any]) -> None:
-    """Mark a run ``complete`` with its counts (generated, cached, forward passes, ...)."""
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities as null (JSON has neither), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def finish_run(store: Store, run_id: str, counts: dict[str, Any], status: str = "complete",
+               reason: str | None = None) -> None:
+    """Mark a run ``complete`` with its counts (generated, cached, forward passes, ...), or
+    ``failed`` / ``interrupted`` with ``reason`` (stored as ``counts["error"]``)."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"run status {status!r}; valid: {', '.join(RUN_STATUSES)}")
+    counts = dict(counts)
+    if reason:
+        counts["error"] = reason
     with store.transaction() as con:
-        con.execute("UPDATE replay_runs SET status = 'complete', counts = ?, "
+        con.execute("UPDATE replay_runs SET status = ?, counts = ?, "
                     "updated_at = current_timestamp WHERE run_id = ?",
-                    [json.dumps(counts, sort_keys=True), run_id])
+                    [status, json.dumps(_json_safe(counts), sort_keys=True, default=str),
+                     run_id])
 
 
 def run_record(store: Store, run_id: str) -> dict[str, Any]:
@@ -142,11 +199,14 @@ def run_record(store: Store, run_id: str) -> dict[str, Any]:
 
 
 def list_runs(store: Store, incident_id: str | None = None) -> pd.DataFrame:
-    """Replay runs, newest first."""
+    """Replay runs, newest first (``versions``, ``parameters`` and ``counts`` parsed)."""
     where = "WHERE incident_id = ?" if incident_id else ""
-    return store.query(f"SELECT run_id, incident_id, versions, seed, backend, status, counts, "
-                       f"created_at, updated_at FROM replay_runs {where} ORDER BY created_at DESC",
-                       [incident_id] if incident_id else [])
+    frame = store.query(f"SELECT run_id, incident_id, versions, parameters, seed, backend, "
+                        f"status, counts, created_at, updated_at FROM replay_runs {where} "
+                        f"ORDER BY created_at DESC, run_id", [incident_id] if incident_id else [])
+    for key in ("versions", "parameters", "counts"):
+        frame[key] = [json.loads(v) if isinstance(v, str) else v for v in frame[key]]
+    return frame
 
 
 # -- samples ----------------------------------------------------------------------------------------
@@ -161,18 +221,7 @@ def sample_record(store: Store, sample_id: str) -> dict[str, Any]:
 
 def existing_sample_ids(store: Store, sample_ids: Iterable[str]) -> set[str]:
     """The subset of ``sample_ids`` already in ``replay_samples``."""
-    ids = sorted(set(sample_ids))
-    if not ids:
-        return set()
-    frame = pd.DataFrame({"sample_id": ids})
-    store.con.register("_llmrca_wanted_samples", frame)
-    try:
-        rows = store.con.execute(
-            "SELECT s.sample_id FROM replay_samples s "
-            "JOIN _llmrca_wanted_samples w USING (sample_id)").fetchall()
-    finally:
-        store.con.unregister("_llmrca_wanted_samples")
-    return {r[0] for r in rows}
+    return SAMPLES.existing(store, sample_ids)
 
 
 def write_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
@@ -180,7 +229,7 @@ def write_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
 
     Returns how many were new; rows whose ``sample_id`` exists are skipped.
     """
-    return _insert_rows(store, "replay_samples", SAMPLE_COLUMNS, rows)
+    return SAMPLES.write(store, rows)
 
 
 def write_run_samples(store: Store, rows: Sequence[dict[str, Any]]) -> int:
@@ -215,16 +264,7 @@ def run_samples(store: Store, run_id: str) -> pd.DataFrame:
 
 def existing_scores(store: Store, score_ids: Iterable[str]) -> pd.DataFrame:
     """Stored scores among ``score_ids`` (all :data:`SCORE_COLUMNS`, JSON columns parsed)."""
-    ids = sorted(set(score_ids))
-    if not ids:
-        return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    store.con.register("_llmrca_wanted_scores", pd.DataFrame({"score_id": ids}))
-    try:
-        frame = store.con.execute(
-            f"SELECT {', '.join('s.' + c for c in SCORE_COLUMNS)} FROM replay_scores s "
-            "JOIN _llmrca_wanted_scores w USING (score_id)").df()
-    finally:
-        store.con.unregister("_llmrca_wanted_scores")
+    frame = SCORES.rows(store, score_ids)
     for column in ("token_ids", "token_logprobs", "argmax_ids", "warnings"):
         frame[column] = [json.loads(v) if isinstance(v, str) else (v or []) for v in frame[column]]
     return frame
@@ -232,4 +272,4 @@ def existing_scores(store: Store, score_ids: Iterable[str]) -> pd.DataFrame:
 
 def write_scores(store: Store, rows: Sequence[dict[str, Any]]) -> int:
     """Insert teacher-forced scores (columns :data:`SCORE_COLUMNS`) in one transaction."""
-    return _insert_rows(store, "replay_scores", SCORE_COLUMNS, rows)
+    return SCORES.write(store, rows)
