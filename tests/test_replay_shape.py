@@ -168,9 +168,18 @@ def test_rate_table_clustered_columns_and_correction_hook():
 
     corrected = rate_table(samples, judge_error={"combined": (0.9, 0.8)}, correct=stub)
     row = corrected[corrected["level"] == "version"].iloc[0]
-    assert row.corrected_rate == pytest.approx((0.5 - 0.2) / 0.7)
+    # The correction sees the clustered effective sample size (n / design effect).
+    n_eff = max(1, round(40 / max(1.0, row.design_effect)))
+    k_eff = min(n_eff, round(20 / max(1.0, row.design_effect)))
+    assert calls[0] == (k_eff, n_eff, 0.9, 0.8)
+    assert row.corrected_rate == pytest.approx((k_eff / n_eff - 0.2) / 0.7)
     assert (row.corrected_low, row.corrected_high) == (0.1, 0.9)
-    assert calls[0] == (20, 40, 0.9, 0.8)
+    # With the real Rogan-Gladen and a validation's counts, the interval carries both errors.
+    real = rate_table(samples, judge_error={"combined": ((18, 20), (16, 20))})
+    real_row = real[real["level"] == "version"].iloc[0]
+    assert real_row.corrected_low < real_row.corrected_rate < real_row.corrected_high
+    assert real_row.corrected_high - real_row.corrected_low > real_row.cluster_high \
+        - real_row.cluster_low
     # An entry for another judge does not apply to the combined label.
     assert "corrected_rate" not in rate_table(samples, judge_error={"refusal": (0.9, 0.8)})
 

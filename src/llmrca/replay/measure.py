@@ -103,12 +103,13 @@ def _correction(correct: Correction | None) -> Correction:
 def _corrected(result: Any) -> tuple[float, float, float]:
     if isinstance(result, (tuple, list)):
         return float(result[0]), float(result[1]), float(result[2])
-    rate: Any = getattr(result, "rate", getattr(result, "estimate", None))
+    rate: Any = next((getattr(result, name) for name in ("prevalence", "rate", "estimate")
+                      if getattr(result, name, None) is not None), None)
     return float(rate), float(result.low), float(result.high)
 
 
 def rate_table(samples: pd.DataFrame, *, confidence: float = 0.95,
-               judge_error: Mapping[str, tuple[float, float]] | None = None,
+               judge_error: Mapping[str, tuple[Any, Any]] | None = None,
                judge: str = "combined", correct: Correction | None = None) -> pd.DataFrame:
     """Reproduction rates per version (pooled over interactions) and per interaction.
 
@@ -154,8 +155,13 @@ def rate_table(samples: pd.DataFrame, *, confidence: float = 0.95,
                    "design_effect": clustered.design_effect,
                    "cluster_method": clustered.method}
             if fix is not None and error is not None:
+                # Judge error and clustering together: the correction sees the effective
+                # sample size n / design effect (prompts, not samples, are the unit).
+                deff = max(1.0, float(clustered.design_effect or 1.0))
+                n_eff = max(1, round(est.n / deff))
+                k_eff = min(n_eff, round(est.k / deff))
                 row.update(zip(CORRECTED_COLUMNS,
-                               _corrected(fix(est.k, est.n, float(error[0]), float(error[1])))))
+                               _corrected(fix(k_eff, n_eff, error[0], error[1]))))
             rows.append(row)
     return _frame(rows, RATE_COLUMNS + (CORRECTED_COLUMNS if fix is not None else ()))
 

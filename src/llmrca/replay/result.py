@@ -126,11 +126,13 @@ class ReplayResult:
                                 + (f", interaction {interaction_id!r}" if interaction_id else ""))
         return rows.iloc[0]
 
-    def with_judge_error(self, judge_error: Mapping[str, tuple[float, float]],
+    def with_judge_error(self, judge_error: Mapping[str, tuple[Any, Any]],
                          correct: Any = None) -> ReplayResult:
         """A copy whose ``rates`` add ``corrected_rate, corrected_low, corrected_high``:
         the rates corrected for judge error (``judge_error``: judge name, or ``combined``, ->
-        ``(sensitivity, specificity)``; ``correct`` defaults to ``llmrca.stats.rogan_gladen``)."""
+        ``(sensitivity, specificity)``, each a known number or ``(successes, trials)`` from a
+        validation, whose uncertainty the interval then carries; ``correct`` defaults to
+        ``llmrca.stats.rogan_gladen``), at the effective sample size of the clustered rate."""
         judges = self.info.get("judges") or []
         judge = "combined" if "combined" in judge_error or len(judges) != 1 else judges[0]
         counted = measure.counted_samples(self.samples, bool(self.info.get("samples_collapsed")
