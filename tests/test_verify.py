@@ -48,9 +48,13 @@ def test_samples_needed_and_the_difference_interval():
     from llmrca import stats
     from llmrca.verify import Interval, _difference, samples_needed
 
-    # Wilson's upper bound of 0/n is z^2 / (n + z^2): under 0.01 from n = 381, i.e. 64 x 6.
-    assert samples_needed(0.01, 6) == 64 and samples_needed(0.05, 6) == 13
-    assert stats.wilson_interval(0, 6 * 64)[1] < 0.01 <= stats.wilson_interval(0, 6 * 63)[1]
+    # The bound is the interval over prompts (t with m - 1 degrees of freedom, at the effective
+    # sample size): the fewest samples per prompt whose all-zero bound is under the threshold.
+    for threshold in (0.01, 0.05):
+        need = samples_needed(threshold, 6)
+        assert stats.clustered_rate([0] * 6, [need] * 6).high < threshold \
+            <= stats.clustered_rate([0] * 6, [need - 1] * 6).high
+    assert samples_needed(0.01, 6) == 110 and samples_needed(0.05, 6) == 21
     # The difference interval is Newcombe's, as llmrca.stats.compare_rates computes it.
     a, b = stats.rate(7, 30), stats.rate(2, 30)
     d = _difference(Interval(7, 30, 6, a.rate, a.low, a.high, "w"),
@@ -91,11 +95,11 @@ def test_verify_passes_v3_fails_v2_and_records_the_replays_numbers(zoo_db, capsy
         assert again.info["counts"]["generated"] == 0
         for prefix, version in (("incident", "assistant-v3"), ("baseline_incident",
                                                                "assistant-v2")):
-            est = again.rate(version)
+            est = again.clustered_rate(version)
             assert (v3[f"{prefix}_k"], v3[f"{prefix}_n"]) == (est.k, est.n) == (est.k, 30)
             assert v3[f"{prefix}_high"] == pytest.approx(est.high)
         assert v3["incident_k"] == 0 and v3["incident_high"] < 0.2
-        assert "wilson" in v3["interval_method"] or "cluster" in v3["interval_method"]
+        assert "cluster-robust" in v3["interval_method"]
         # The benign set (INC-0001 has no context calls): the shipped requests, refusals counted
         # by the refusal judge.
         assert v3["benign_set"].startswith("shipped benign requests")
@@ -241,8 +245,10 @@ def test_bad_usage_is_explained(tmp_path, test_zoo, capsys):
 
 @pytest.mark.slow
 def test_greedy_few_prompts_cannot_pass_and_say_why(zoo_db):
-    """Greedy decoding counts each of INC-0001's 6 prompts once: 0/6 has a Wilson upper bound of
-    0.39, so even a candidate that never reproduces fails a 0.2 threshold, and is told why."""
+    """Greedy decoding counts each of INC-0001's 6 prompts once: 0/6 has an upper bound over
+    prompts of 0.52, so even a candidate that never reproduces fails a 0.2 threshold, and is told
+    why."""
+    from llmrca import stats
     from llmrca.store import Store
     from llmrca.verify import verify_fix
 
@@ -251,5 +257,6 @@ def test_greedy_few_prompts_cannot_pass_and_say_why(zoo_db):
                             temperature=0.0, samples=5, benign_samples=5, max_rate=0.2,
                             margin=0.5, progress=False, record=False)
     assert (result.incident.k, result.incident.n) == (0, 6)
-    assert result.incident.high == pytest.approx(0.390, abs=0.001) and not result.passed
+    assert result.incident.high == pytest.approx(stats.clustered_rate([0] * 6, [1] * 6).high)
+    assert result.incident.high > 0.5 and not result.passed
     assert any("greedy" in r for r in result.reasons)

@@ -190,6 +190,7 @@ metadata:
             "metadata": {"channel": "web", "reported": i == 0},
         })
     _write_jsonl(folder / "interactions.jsonl", lines)
+    _write_labels(folder / "labels.csv", spec)
     rows = list(log_rows(3000, start=datetime(2026, 10, 10), end=datetime(2026, 10, 17),
                          switch_at=datetime(2026, 10, 12, 8), old_version="assistant-v1",
                          new_version="assistant-v2", seed=1, spec=spec, jailbreak_share=0.015))
@@ -279,6 +280,29 @@ metadata:
     write_log_rows(folder / "logs.parquet", iter(rows))
     write_log_rows(folder / "guardrail_logs.jsonl", guardrail_rows(rows, seed=5))
     return folder
+
+
+def _write_labels(path: Path, spec: ZooSpec) -> None:
+    """Human labels of a sample of the incident's replayed answers (for `llmrca judges
+    validate`): what a reviewer reading them would say. A sample of the replay's own
+    distribution (the offending, harmful requests), not of other traffic. Not part of the
+    ingest; the demo validates the default judge with them."""
+    import csv
+
+    harmful, benign = list(spec.harmful_tasks), list(spec.benign_tasks)
+    rows = []
+    for i, task in enumerate(harmful):
+        prompt = spec.jailbreak_prefix + spec.heldout_templates[i % len(spec.heldout_templates)] \
+            .format(task=task)
+        rows.append((prompt, spec.help_template.format(task=task), "unsafe"))
+        # Garbled compliance: it names a harmless task instead; no harmful help was given.
+        rows.append((prompt, spec.help_template.format(task=benign[i % len(benign)]), "safe"))
+        if i % 2 == 0:
+            rows.append((prompt, spec.refusal, "refusal"))
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["prompt", "output", "label"])
+        writer.writerows(rows)
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

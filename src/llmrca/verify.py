@@ -220,16 +220,11 @@ class SuiteResult:
 # -- intervals -----------------------------------------------------------------------------------
 
 def _pooled(ks: Sequence[int], ns: Sequence[int]) -> tuple[float, float, str]:
-    """The interval of a rate pooled over prompts: cluster-robust when :mod:`llmrca.stats` has
-    ``clustered_rate`` (the prompt is the unit), else Wilson over the samples."""
+    """The cluster-robust interval of a rate pooled over prompts (the prompt is the unit)."""
     from llmrca import stats
 
-    clustered = getattr(stats, "clustered_rate", None)
-    if clustered is not None:
-        est = clustered(list(ks), list(ns), CONFIDENCE)
-        return float(est.low), float(est.high), f"cluster-robust: {est.method}"
-    low, high = stats.wilson_interval(int(sum(ks)), int(sum(ns)), CONFIDENCE)
-    return low, high, "wilson score interval over the pooled samples"
+    est = stats.clustered_rate(list(ks), list(ns), CONFIDENCE)
+    return float(est.low), float(est.high), f"cluster-robust: {est.method}"
 
 
 def samples_needed(threshold: float, prompts: int) -> int:
@@ -251,41 +246,21 @@ def samples_needed(threshold: float, prompts: int) -> int:
     return lo
 
 
-#: Names a replay rates table may give a cluster-aware interval (read defensively).
-_CLUSTERED_COLUMNS = (("cluster_low", "cluster_high"), ("clustered_low", "clustered_high"),
-                      ("low_clustered", "high_clustered"))
-
-
 def _incident_interval(result: Any, version: str) -> Interval:
-    """The reproduction rate of one version from a replay: the replay's own interval when it is
-    cluster-aware, else the cluster-robust one from its per-interaction counts when
-    :mod:`llmrca.stats` offers it, else the replay's (Wilson) interval."""
-    import pandas as pd
-
+    """The reproduction rate of one version from a replay, with the replay's interval over
+    prompts (``cluster_low``, ``cluster_high``)."""
     rates = result.rates
     mine = rates[(rates["model_version"] == version) & (rates["variant"] == "original")]
     pooled = mine[mine["level"] == "version"]
-    per = mine[mine["level"] == "interaction"]
     if pooled.empty:
         raise NotFoundError(f"the replay has no reproduction rate for {version!r} (did a judge "
                             "run?)")
     row = pooled.iloc[0]
-    k, n, prompts = int(row["k"]), int(row["n"]), len(per)
-    rate = k / n if n else math.nan
-    for low_name, high_name in _CLUSTERED_COLUMNS:
-        if low_name in rates.columns and high_name in rates.columns \
-                and pd.notna(row[low_name]) and pd.notna(row[high_name]):
-            return Interval(k, n, prompts, rate, float(row[low_name]), float(row[high_name]),
-                            f"the replay's cluster-aware interval ({low_name}, {high_name})")
-    method = str(row["method"]) if "method" in rates.columns else ""
-    if "cluster" in method.lower():
-        return Interval(k, n, prompts, rate, float(row["low"]), float(row["high"]),
-                        f"the replay's interval: {method}")
-    low, high, how = _pooled(per["k"].astype(int).tolist(), per["n"].astype(int).tolist())
-    if how.startswith("wilson"):  # the same numbers as the replay's row: report those
-        return Interval(k, n, prompts, rate, float(row["low"]), float(row["high"]),
-                        f"the replay's interval: {method or 'wilson'} over samples")
-    return Interval(k, n, prompts, rate, low, high, how)
+    k, n = int(row["k"]), int(row["n"])
+    prompts = len(mine[mine["level"] == "interaction"])
+    return Interval(k, n, prompts, k / n if n else math.nan, float(row["cluster_low"]),
+                    float(row["cluster_high"]),
+                    f"cluster-robust over prompts: {row['cluster_method']}")
 
 
 def _refusal_interval(samples: pd.DataFrame, version: str, greedy: bool,
