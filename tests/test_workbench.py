@@ -134,8 +134,8 @@ def test_run_writes_every_output(run_one):
         assert (folder / f"{name}.ipynb").is_file() and (folder / "results").is_dir()
     for name in ("report.html", "report.md", "findings.json", "avid.json", "run.json"):
         assert name in run_one.files and (folder / name).is_file()
-    assert sorted(p.name for p in (folder / "figures").glob("*.png")) >= ["logprob.png",
-                                                                           "rates.png"]
+    figures = {p.name for p in (folder / "figures").glob("*.png")}
+    assert {"timeline.png", "scope.png", "containment.png", "rates.png", "logprob.png"} <= figures
 
 
 def test_kernels_run_on_this_interpreter_with_this_llmrca(run_one):
@@ -424,7 +424,8 @@ def test_ci_workflow_steps_run_for_a_changed_bundle(tmp_path, test_zoo):
         step_env = dict(env)
         for key, value in (step.get("env") or {}).items():
             step_env[key] = "main" if "github.base_ref" in str(value) else str(value)
-        done = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=checkout,
+        done = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], check=False,
+                              cwd=checkout,
                               env=step_env, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, (step["name"], done.stdout[-2000:], done.stderr[-2000:])
         ran.append(step["name"])

@@ -27,8 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from llmrca.store import Store
-from llmrca.store import queries
+from llmrca.store import Store, queries
 
 __all__ = [
     "CONTAINMENT_COLUMNS",
@@ -324,7 +323,7 @@ def classify_incident(store: Store, incident_id: str, scope_result: Scope | None
     for category, spec in CATEGORY_RULE_SETS:
         judged = _judge_outputs(spec, outputs)
         unsafe = judged[judged["label"] == "unsafe"]
-        hits[spec] = int(len(unsafe))
+        hits[spec] = len(unsafe)
         fired_rules.update(str(r) for r in unsafe["rule"] if r)
     recorded = record.get("category")
     chosen = next(((c, s) for c, s in CATEGORY_RULE_SETS if n and hits[s] * 2 > n), None)
@@ -399,7 +398,8 @@ def _row(option: str, kind: str, source: str, before: float, k: int | None, n: i
             "failure_after_low": after.low if after else math.nan,
             "failure_after_high": after.high if after else math.nan,
             "context_affected": context_affected, "context_n": context_n,
-            "context_rate": (context_affected / context_n) if context_n else math.nan,
+            "context_rate": (context_affected / context_n)
+            if context_n and context_affected is not None else math.nan,
             "note": note}
 
 

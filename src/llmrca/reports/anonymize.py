@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Anonymizer", "PATTERNS"]
+__all__ = ["PATTERNS", "Anonymizer"]
 
 #: (kind, regex) in the order they are applied.
 PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
@@ -79,7 +79,7 @@ class Anonymizer:
         out = frame.copy()
         for column in out.columns:
             if str(column) in ID_COLUMNS:
-                out[column] = ["[id]" if v is not None and v == v else v for v in out[column]]
+                out[column] = ["[id]" if isinstance(v, str) and v else v for v in out[column]]
             elif out[column].dtype == object or str(out[column].dtype) in ("string", "str"):
                 out[column] = [self.mask(v) for v in out[column]]
         return out

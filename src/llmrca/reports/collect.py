@@ -14,9 +14,17 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["RATE_COLUMNS", "comparison_results", "default_variants", "logprob_summary",
-           "outputs_side_by_side", "rate_table", "reproduction_results", "reproduces_on",
-           "triage_results"]
+__all__ = [
+    "RATE_COLUMNS",
+    "comparison_results",
+    "default_variants",
+    "logprob_summary",
+    "outputs_side_by_side",
+    "rate_table",
+    "reproduces_on",
+    "reproduction_results",
+    "triage_results",
+]
 
 #: Rate columns shown, in order, when the replay result has them.
 RATE_COLUMNS = ("model_version", "variant", "k", "n", "rate", "low", "high", "method",
@@ -54,9 +62,9 @@ def default_variants(store: Any, incident_id: str) -> list[str]:
     from llmrca.store.replay import incident_interactions
 
     frame = incident_interactions(store, incident_id)
-    requests = []
+    requests: list[str] = []
     for messages in frame["messages"]:
-        users = [m.get("content") for m in messages if isinstance(m, dict)
+        users = [str(m["content"]) for m in messages if isinstance(m, dict)
                  and m.get("role") == "user" and isinstance(m.get("content"), str)]
         if users:
             requests.append(users[-1])

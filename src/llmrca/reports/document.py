@@ -54,7 +54,7 @@ class Figure:
     caption: str = ""
 
 
-Block = Union[Text, Bullets, Table, Figure]
+Block = Union[Text, Bullets, Table, Figure]  # noqa: UP007 - a runtime alias on Python 3.10
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,7 @@ class Report:
         category = str(record.get("category") or "other")
         sep = AVID_SEP.get(category, [])
         reproduction = inputs.stage("reproduction")
-        metrics = []
+        metrics: list[dict[str, Any]] = []
         if reproduction is not None:
             for row in reproduction.table("version_rates").to_dict("records"):
                 metrics.append({

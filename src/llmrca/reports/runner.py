@@ -154,7 +154,7 @@ def new_run_id(params: RunParameters) -> str:
 def run_suite(incident_id: str, *, store_path: str | os.PathLike | None = None,
               versions: Sequence[str] = (), samples: int = 20, seed: int = 0,
               max_new_tokens: int = 32, only: Sequence[str] | None = None,
-              notebook_dirs: Sequence[str | os.PathLike] = (), out: str | os.PathLike = "reports",
+              notebook_dirs: Sequence[str | os.PathLike[str]] = (), out: str | os.PathLike = "reports",
               anonymize: bool = False, run_id: str | None = None,
               start_timeout: int = START_TIMEOUT, execution_timeout: int = EXECUTION_TIMEOUT,
               log: Any = None) -> RunResult:

@@ -93,7 +93,7 @@ def _figure(name: str, draw: Callable[[], Any], caption: str) -> Figure | None:
 
     try:
         fig = draw()
-    except Exception as exc:       # a figure must never sink the report; say why instead
+    except Exception as exc:  # noqa: BLE001 - a figure must never sink the report; say why
         return Figure(name, b"", f"{caption} (not drawn: {type(exc).__name__}: {exc})")
     return Figure(name, to_png(fig), caption)
 
@@ -129,9 +129,9 @@ def _rate_columns(rates: pd.DataFrame) -> pd.DataFrame:
 def _summary(inputs: ReportInputs):
     r = inputs.record
     items = [f"Incident {inputs.incident_id}: {r.get('title', '')}",
-             f"Category {r.get('category') or 'unknown'}, severity {r.get('severity') or 'unknown'}"
-             f", status {r.get('status') or 'unknown'}; deployed version "
-             f"{r.get('deployed_model_version') or 'unknown'}."]
+             (f"Category {r.get('category') or 'unknown'}, severity "
+              f"{r.get('severity') or 'unknown'}, status {r.get('status') or 'unknown'}; "
+              f"deployed version {r.get('deployed_model_version') or 'unknown'}.")]
     triage = inputs.stage("triage")
     if triage:
         c = triage.data.get("classification", {})
@@ -153,8 +153,8 @@ def _summary(inputs: ReportInputs):
 def _detection(inputs: ReportInputs):
     r = inputs.record
     blocks: list[Block] = [Bullets((
-        f"Detected at {r.get('detected_at') or 'unknown'} (UTC) by "
-        f"{r.get('detection_source') or 'an unknown source'}.",
+        (f"Detected at {r.get('detected_at') or 'unknown'} (UTC) by "
+         f"{r.get('detection_source') or 'an unknown source'}."),
         f"Reported summary: {' '.join(str(r.get('summary') or '').split()) or '(none)'}"))]
     triage = inputs.stage("triage")
     if triage:
@@ -171,8 +171,8 @@ def _triage(inputs: ReportInputs):
     stage = inputs.stage("triage")
     if stage is None:
         return _missing("triage")
-    from llmrca.viz import scope_figure, timeline_figure
     from llmrca.triage import Timeline
+    from llmrca.viz import scope_figure, timeline_figure
 
     c = stage.data.get("classification", {})
     events = stage.table("timeline_events")
@@ -186,10 +186,10 @@ def _triage(inputs: ReportInputs):
         by_day = by_day.assign(day=pd.to_datetime(by_day["day"]))
     timeline = Timeline(events=events, markers=markers, bucket=str(stage.data.get("bucket", "day")))
     return _blocks(
-        Bullets((f"Proposed category: {c.get('category')} (recorded: "
-                 f"{c.get('recorded_category')}). Rule: {c.get('category_rule')}",
-                 f"Proposed severity: {c.get('severity')} (recorded: "
-                 f"{c.get('recorded_severity')}). Rule: {c.get('severity_rule')}",
+        Bullets(((f"Proposed category: {c.get('category')} (recorded: "
+                  f"{c.get('recorded_category')}). Rule: {c.get('category_rule')}"),
+                 (f"Proposed severity: {c.get('severity')} (recorded: "
+                  f"{c.get('recorded_severity')}). Rule: {c.get('severity_rule')}"),
                  f"Failure signature used on the logs: {stage.data.get('signature') or 'none'}")),
         Table(stage.table("scope_by_version"),
               "logged outputs matching the failure, per version (share with 95% Wilson interval)"),
@@ -287,11 +287,11 @@ def _impact(inputs: ReportInputs):
     days = by_day[by_day["matching"] > 0] if len(by_day) else by_day
     totals = stage.data.get("scope_totals", {})
     return (Bullets((
-        f"{totals.get('matching', 0)} logged outputs matched the failure, in "
-        f"{totals.get('matching_sessions', 0)} sessions of {totals.get('matching_users', 0)} "
-        f"users, on {len(days)} days.",
-        f"Offending interactions in the incident: {totals.get('offending', 0)}; context "
-        f"interactions: {totals.get('context', 0)}.")),)
+        (f"{totals.get('matching', 0)} logged outputs matched the failure, in "
+         f"{totals.get('matching_sessions', 0)} sessions of {totals.get('matching_users', 0)} "
+         f"users, on {len(days)} days."),
+        (f"Offending interactions in the incident: {totals.get('offending', 0)}; context "
+         f"interactions: {totals.get('context', 0)}."))),)
 
 
 @register_section("lessons", "Lessons", 90)
@@ -328,6 +328,6 @@ def _appendix(inputs: ReportInputs):
     runs = pd.DataFrame(prov.get("runs", []), columns=["notebook", "replay_run_id"])
     return (Table(models, "model fingerprints"), Table(packages, "package versions"),
             Bullets((f"Seed {prov.get('seed')}; samples {prov.get('samples')}.",
-                     f"Workbench run {prov.get('run_id') or '(by hand)'}; notebooks: "
-                     f"{', '.join(prov.get('notebooks', []))}.")),
+                     (f"Workbench run {prov.get('run_id') or '(by hand)'}; notebooks: "
+                      f"{', '.join(prov.get('notebooks', []))}."))),
             Table(runs, "replay runs (store run ids)"))

@@ -10,6 +10,7 @@ and before the report, replacing a shipped notebook of the same name.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -90,7 +91,7 @@ def _has_parameters_cell(path: Path) -> bool:
                for cell in notebook.cells if cell.cell_type == "code")
 
 
-def notebook_suite(extra_dirs: Sequence[str | Path] = (), only: Sequence[str] | None = None,
+def notebook_suite(extra_dirs: Sequence[str | os.PathLike[str]] = (), only: Sequence[str] | None = None,
                    *, include_report: bool = True) -> list[NotebookSpec]:
     """The notebooks of a run, in order.
 
@@ -104,8 +105,8 @@ def notebook_suite(extra_dirs: Sequence[str | Path] = (), only: Sequence[str] | 
         ``include_report`` is false.
     """
     specs = {name: NOTEBOOKS.get(name) for name in NOTEBOOKS}
-    for folder in extra_dirs:
-        folder = Path(folder)
+    for entry in extra_dirs:
+        folder = Path(entry)
         if not folder.is_dir():
             raise InvalidArgumentError(f"notebook folder {folder} does not exist")
         for path in sorted(folder.glob("*.ipynb")):
