@@ -224,8 +224,8 @@ def run_suite(incident_id: str, *, store_path: str | os.PathLike | None = None,
                 start_timeout=start_timeout, execution_timeout=execution_timeout,
                 cwd=str(folder), log_output=False)
         except PapermillExecutionError as exc:
-            raise NotebookExecutionError(spec.name, int(exc.cell_index), str(exc.ename),
-                                         str(exc.evalue), str(target)) from exc
+            raise NotebookExecutionError(spec.name, _failed_cell(target, int(exc.cell_index)),
+                                         str(exc.ename), str(exc.evalue), str(target)) from exc
         except Exception as exc:          # a kernel that did not start, a timeout
             raise NotebookExecutionError(spec.name, -1, type(exc).__name__,
                                          " ".join(str(exc).split())[:500],
@@ -252,6 +252,21 @@ def run_suite(incident_id: str, *, store_path: str | os.PathLike | None = None,
         anonymize_run(folder)
     return RunResult(incident_id, run_id, folder, tuple(runs), files,
                      time.perf_counter() - started, params.notebook_parameters())
+
+
+def _failed_cell(path: Path, reported: int) -> int:
+    """The index of the failing cell in the kept notebook (papermill puts an error notice above
+    the first cell, which shifts its own count by one)."""
+    import nbformat
+
+    try:
+        notebook = nbformat.read(str(path), as_version=4)
+    except (OSError, ValueError):
+        return reported
+    for index, cell in enumerate(notebook.cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return index
+    return reported
 
 
 def sanitize_html(text: str) -> str:
