@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo torch || echo torch==2.13.0)
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv bench clean-cache
+.PHONY: demo test venv bench clean-cache notebooks
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: venv
 bench: venv
 	$(BIN)/python benchmarks/bench_ingest.py
 	$(BIN)/python benchmarks/bench_replay.py
+
+# notebooks/ is where researchers edit the templates; the package ships copies of them
+# (tests/test_workbench.py fails when the two differ).
+notebooks:
+	cp notebooks/*.ipynb src/llmrca/notebooks/
 
 clean-cache:
 	rm -rf .llmrca/cache .llmrca/test-cache

@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmrca"
 
 #: Bottom to top. Top-level modules not listed are the shared base (errors, documents, ...).
 LAYERS = {"store": 1, "ingest": 2, "models": 3, "replay": 4, "judges": 4, "zoo": 4,
-          "samples": 4, "incidents": 4, "verify": 4, "cli": 5}
+          "samples": 4, "incidents": 4, "verify": 4, "triage": 4, "viz": 5, "reports": 6,
+          "cli": 7}
 
 
 def layer_of(module: str) -> int:

@@ -195,3 +195,31 @@ class InvalidArgumentError(LlmrcaError, ValueError):
 
     The CLI prints it as a one-line error (exit 1) instead of a traceback.
     """
+
+
+class NotebookExecutionError(LlmrcaError, RuntimeError):
+    """A cell of a workbench notebook failed during ``llmrca run``.
+
+    Wraps papermill's ``PapermillExecutionError``; the partial notebook (executed up to the
+    failing cell, with its traceback) is kept at ``output_path``.
+
+    Attributes
+    ----------
+    notebook : str
+        The notebook's name in the suite (``triage``).
+    cell_index : int
+        0-based index of the failing cell in the executed notebook.
+    ename, evalue : str
+        The exception's type name and message in the kernel.
+    output_path : str or None
+        The partial executed notebook.
+    """
+
+    def __init__(self, notebook: str, cell_index: int, ename: str, evalue: str,
+                 output_path: str | None = None):
+        self.notebook, self.cell_index = notebook, cell_index
+        self.ename, self.evalue, self.output_path = ename, evalue, output_path
+        msg = f"notebook '{notebook}' failed at cell {cell_index}: {ename}: {evalue}"
+        if output_path:
+            msg += f" (partial notebook kept at {output_path})"
+        super().__init__(msg)

@@ -17,7 +17,8 @@ from llmrca import __version__
 from llmrca.errors import InvalidArgumentError, LlmrcaError, StoreInterruptedError
 
 #: Modules under llmrca.cli that contribute commands, in --help order.
-COMMAND_MODULES = ["store_cmds", "interaction_cmds", "ingest_cmds", "model_cmds", "zoo_cmds", "replay_cmds", "judge_cmds", "verify_cmds", "demo_cmds"]
+COMMAND_MODULES = ["store_cmds", "interaction_cmds", "ingest_cmds", "model_cmds", "zoo_cmds",
+                   "replay_cmds", "judge_cmds", "verify_cmds", "run_cmds", "demo_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:

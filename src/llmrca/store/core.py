@@ -70,7 +70,12 @@ class Store:
         # Timestamps are stored as UTC wall time; offsets in inputs are converted on the way in.
         self.con.execute("SET TimeZone = 'UTC'")
         # DuckDB's own bar writes to stdout and would mix with command output; faces use tqdm.
-        self.con.execute("SET enable_progress_bar = false")
+        # In a Jupyter kernel DuckDB refuses to touch the setting without ipywidgets (it is off
+        # there already), so a refusal is not an error.
+        try:
+            self.con.execute("SET enable_progress_bar = false")
+        except duckdb.InvalidInputException:
+            pass
         self.con.execute("SET memory_limit = ?", [duckdb_memory_limit()])
         try:
             if read_only:

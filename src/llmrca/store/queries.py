@@ -71,3 +71,52 @@ def incident_summary(store: Store, incident_id: str) -> IncidentSummary:
         "ORDER BY revision", [incident_id])
     rejects = store.count("ingest_rejects", "incident_id = ?", [incident_id])
     return IncidentSummary(record, per_version, window, guardrail, history, rejects)
+
+
+#: Columns of :func:`log_outputs`.
+LOG_OUTPUT_COLUMNS = ("event_id", "ts", "model_version", "session_hash", "user_hash", "prompt",
+                      "output")
+
+
+def log_outputs(store: Store, incident_id: str) -> pd.DataFrame:
+    """The incident's log events that carry a model output (:data:`LOG_OUTPUT_COLUMNS`)."""
+    return store.query(
+        "SELECT event_id, ts, coalesce(model_version, '(unknown)') AS model_version, "
+        "session_hash, user_hash, prompt, output FROM log_events "
+        "WHERE incident_id = ? AND output IS NOT NULL ORDER BY ts, event_id", [incident_id])
+
+
+def event_counts(store: Store, incident_id: str, bucket: str = "day") -> pd.DataFrame:
+    """Log and guardrail events per time bucket, version, stream and guardrail decision.
+
+    Columns: ``bucket`` (start of the bucket, naive UTC), ``model_version``, ``stream``
+    (``logs``, ``guardrail``, ...), ``decision`` (the guardrail decision; ``''`` for other
+    streams), ``events``.
+    """
+    if bucket not in ("hour", "day"):
+        raise ValueError(f"bucket {bucket!r}; valid: hour, day")
+    return store.query(
+        f"SELECT date_trunc('{bucket}', ts) AS bucket, "
+        "coalesce(model_version, '(unknown)') AS model_version, stream, "
+        "coalesce(guardrail_decision, '') AS decision, count(*) AS events FROM log_events "
+        "WHERE incident_id = ? GROUP BY ALL ORDER BY 1, 2, 3, 4", [incident_id])
+
+
+def interaction_frame(store: Store, incident_id: str) -> pd.DataFrame:
+    """Every interaction of an incident for triage: ``interaction_id, role, ts, model_version,
+    session_hash, user_hash, system_prompt, messages (JSON text), output, guardrail (JSON
+    text)``, ordered by time."""
+    return store.query(
+        "SELECT interaction_id, role, ts, coalesce(model_version, '(unknown)') AS model_version, "
+        "session_hash, user_hash, system_prompt, CAST(messages AS VARCHAR) AS messages, output, "
+        "CAST(guardrail AS VARCHAR) AS guardrail FROM interactions WHERE incident_id = ? "
+        "ORDER BY ts NULLS LAST, interaction_id", [incident_id])
+
+
+def guardrail_scores(store: Store, incident_id: str) -> pd.DataFrame:
+    """Scored guardrail events: ``ts, model_version, rule, decision, score``."""
+    return store.query(
+        "SELECT ts, coalesce(model_version, '(unknown)') AS model_version, "
+        "coalesce(guardrail_rule, '') AS rule, coalesce(guardrail_decision, '') AS decision, "
+        "guardrail_score AS score FROM log_events WHERE incident_id = ? AND stream = 'guardrail' "
+        "AND guardrail_score IS NOT NULL ORDER BY ts", [incident_id])

@@ -1,0 +1,333 @@
+"""Report sections: a registry, so later steps add hypotheses, root cause and more.
+
+A section is a function ``build(inputs) -> tuple of blocks`` (or ``None`` to leave the section
+out), registered with a name, a title and an order. The shipped sections follow the
+post-incident structure: summary, detection, triage, containment, reproduction, investigation,
+remediation and its verification, impact, lessons, appendix (provenance).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from llmrca.registry import Registry
+from llmrca.reports.document import Block, Bullets, Figure, Table, Text
+from llmrca.reports.stages import Stage
+
+__all__ = ["SECTIONS", "ReportInputs", "SectionSpec", "available_sections", "register_section"]
+
+
+@dataclass
+class ReportInputs:
+    """What a section builder may read.
+
+    Attributes
+    ----------
+    incident_id : str
+    record : dict
+        The incident record (title, category, severity, detected_at, ...).
+    stages : dict
+        Notebook name -> :class:`~llmrca.reports.stages.Stage` (the other notebooks' results).
+    parameters : dict
+        The run's parameters.
+    store : Store or None
+        The store, open read-only, for sections that read stored results directly.
+    provenance : dict
+        Package versions, run ids, interpreter (filled by the report).
+    """
+
+    incident_id: str
+    record: dict[str, Any]
+    stages: dict[str, Stage]
+    parameters: dict[str, Any] = field(default_factory=dict)
+    store: Any = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def stage(self, name: str) -> Stage | None:
+        return self.stages.get(name)
+
+
+@dataclass(frozen=True)
+class SectionSpec:
+    """A registered section."""
+
+    name: str
+    title: str
+    order: int
+    build: Callable[[ReportInputs], tuple[Block, ...] | None]
+
+
+SECTIONS: Registry[SectionSpec] = Registry("report section")
+
+
+def register_section(name: str, title: str, order: int, *, replace: bool = False):
+    """Decorator: register ``build(inputs)`` as a report section."""
+    def _add(build: Callable[[ReportInputs], tuple[Block, ...] | None]):
+        SECTIONS.register(name, SectionSpec(name, title, order, build), replace=replace)
+        return build
+    return _add
+
+
+def available_sections() -> list[SectionSpec]:
+    """Registered sections in report order."""
+    return sorted((SECTIONS.get(n) for n in SECTIONS), key=lambda s: (s.order, s.name))
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+def _pct(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return "n/a" if math.isnan(v) else f"{v:.1%}"
+
+
+def _figure(name: str, draw: Callable[[], Any], caption: str) -> Figure | None:
+    from llmrca.viz import to_png
+
+    try:
+        fig = draw()
+    except Exception as exc:  # noqa: BLE001 - a figure must never sink the report; say why
+        return Figure(name, b"", f"{caption} (not drawn: {type(exc).__name__}: {exc})")
+    return Figure(name, to_png(fig), caption)
+
+
+def _blocks(*items: Block | None) -> tuple[Block, ...]:
+    return tuple(b for b in items if b is not None and not (isinstance(b, Figure) and not b.png))
+
+
+def _missing(stage_name: str) -> tuple[Block, ...]:
+    return (Text(f"No results: the {stage_name} notebook was not part of this run."),)
+
+
+def _reproduction_reading(stage: Stage) -> str:
+    data = stage.data
+    on, off = data.get("reproduces_on") or [], data.get("not_on") or []
+    if not on:
+        return "It did not reproduce on any replayed version (lower end of the 95% interval " \
+               "under 5% everywhere)."
+    text = f"It reproduces on {', '.join(on)}"
+    return text + (f" and not on {', '.join(off)}." if off else ".")
+
+
+def _rate_columns(rates: pd.DataFrame) -> pd.DataFrame:
+    """The rate table shown in the report: whatever interval columns the replay offered."""
+    wanted = ["model_version", "variant", "k", "n", "rate", "low", "high", "cluster_low",
+              "cluster_high", "corrected_rate", "corrected_low", "corrected_high", "method"]
+    return rates[[c for c in wanted if c in rates.columns]]
+
+
+# -- the shipped sections ---------------------------------------------------------------------------
+
+@register_section("summary", "Summary", 10)
+def _summary(inputs: ReportInputs):
+    r = inputs.record
+    items = [f"Incident {inputs.incident_id}: {r.get('title', '')}",
+             (f"Category {r.get('category') or 'unknown'}, severity "
+              f"{r.get('severity') or 'unknown'}, status {r.get('status') or 'unknown'}; "
+              f"deployed version {r.get('deployed_model_version') or 'unknown'}.")]
+    triage = inputs.stage("triage")
+    if triage:
+        c = triage.data.get("classification", {})
+        items.append(f"Triage proposes {c.get('category')} / {c.get('severity')}.")
+    reproduction = inputs.stage("reproduction")
+    if reproduction:
+        items.append(_reproduction_reading(reproduction))
+    if triage:
+        deployed = triage.data.get("deployed_scope", {})
+        if deployed:
+            items.append(f"In the logs, {deployed.get('matching', 0)} of "
+                         f"{deployed.get('events', 0)} outputs of {deployed.get('model_version')}"
+                         f" ({_pct(deployed.get('share'))}) match the failure, from "
+                         f"{deployed.get('matching_users', 0)} users.")
+    return (Bullets(tuple(items)),)
+
+
+@register_section("detection", "Detection", 20)
+def _detection(inputs: ReportInputs):
+    r = inputs.record
+    blocks: list[Block] = [Bullets((
+        (f"Detected at {r.get('detected_at') or 'unknown'} (UTC) by "
+         f"{r.get('detection_source') or 'an unknown source'}."),
+        f"Reported summary: {' '.join(str(r.get('summary') or '').split()) or '(none)'}"))]
+    triage = inputs.stage("triage")
+    if triage:
+        markers = triage.table("timeline_markers")
+        offending = markers[markers["kind"] == "offending"] if len(markers) else markers
+        if len(offending):
+            blocks.append(Text(f"First offending call {offending['ts'].min()}, last "
+                               f"{offending['ts'].max()} ({len(offending)} calls)."))
+    return tuple(blocks)
+
+
+@register_section("triage", "Triage: scope and severity", 30)
+def _triage(inputs: ReportInputs):
+    stage = inputs.stage("triage")
+    if stage is None:
+        return _missing("triage")
+    from llmrca.triage import Timeline
+    from llmrca.viz import scope_figure, timeline_figure
+
+    c = stage.data.get("classification", {})
+    events = stage.table("timeline_events")
+    if len(events):
+        events = events.assign(bucket=pd.to_datetime(events["bucket"]))
+    markers = stage.table("timeline_markers")
+    if len(markers):
+        markers = markers.assign(ts=pd.to_datetime(markers["ts"]))
+    by_day = stage.table("scope_by_day")
+    if len(by_day):
+        by_day = by_day.assign(day=pd.to_datetime(by_day["day"]))
+    timeline = Timeline(events=events, markers=markers, bucket=str(stage.data.get("bucket", "day")))
+    return _blocks(
+        Bullets(((f"Proposed category: {c.get('category')} (recorded: "
+                  f"{c.get('recorded_category')}). Rule: {c.get('category_rule')}"),
+                 (f"Proposed severity: {c.get('severity')} (recorded: "
+                  f"{c.get('recorded_severity')}). Rule: {c.get('severity_rule')}"),
+                 f"Failure signature used on the logs: {stage.data.get('signature') or 'none'}")),
+        Table(stage.table("scope_by_version"),
+              "logged outputs matching the failure, per version (share with 95% Wilson interval)"),
+        Table(stage.table("scope_interactions"), "the incident's interactions per role"),
+        _figure("timeline", lambda: timeline_figure(timeline),
+                "timeline: logged events and guardrail decisions per version"),
+        _figure("scope", lambda: scope_figure(by_day), "share of traffic matching, per day"))
+
+
+@register_section("containment", "Containment options", 40)
+def _containment(inputs: ReportInputs):
+    stage = inputs.stage("triage")
+    if stage is None:
+        return _missing("triage")
+    from llmrca.viz import containment_figure
+
+    options = stage.table("containment")
+    shown = options.drop(columns=[c for c in ("note",) if c in options.columns])
+    notes = tuple(f"{o}: {n}" for o, n in zip(options.get("option", []), options.get("note", []))
+                  if n)
+    return _blocks(
+        Text("Each option's measured effect: the failure left on the offending set (after) and "
+             "its cost on the context set (context_rate: false positives for a rule, refusals "
+             "for a rollback)."),
+        Table(shown, "containment options"),
+        _figure("containment", lambda: containment_figure(options),
+                "failure left against context cost per option"),
+        Bullets(notes) if notes else None)
+
+
+@register_section("reproduction", "Reproduction", 50)
+def _reproduction(inputs: ReportInputs):
+    stage = inputs.stage("reproduction")
+    if stage is None:
+        return _missing("reproduction")
+    from llmrca.viz import rates_figure
+
+    rates = stage.table("version_rates")
+    data = stage.data
+    return _blocks(
+        Text(f"Replayed {data.get('samples')} samples per offending interaction and version "
+             f"(seed {data.get('seed')}, judges {', '.join(data.get('judges') or [])}). "
+             + _reproduction_reading(stage)),
+        Table(_rate_columns(rates), "reproduction rate per version and variant"),
+        _figure("rates", lambda: rates_figure(rates), "reproduction rate per version"),
+        Table(stage.table("comparisons"), "between versions (Fisher's exact, Holm-adjusted)"),
+        Table(stage.table("perturbations"), "perturbations against the original (McNemar)"))
+
+
+@register_section("investigation", "Investigation", 60)
+def _investigation(inputs: ReportInputs):
+    stage = inputs.stage("comparison")
+    blocks: list[Block | None] = []
+    if stage is None:
+        blocks += list(_missing("comparison"))
+    else:
+        from llmrca.viz import logprob_figure
+
+        table = stage.table("table")
+        blocks += [
+            Text("Evidence so far: how likely each version finds the logged offending output "
+                 "(teacher-forced log-probability), and where versions first part ways on it."),
+            Table(stage.table("logprob_summary"),
+                  "mean log-probability of the offending outputs per version"),
+            _figure("logprob", lambda: logprob_figure(table),
+                    "log-probability of the offending output per version"),
+            Table(stage.table("divergence"), "first divergence on the offending output")]
+    blocks.append(Text("Hypotheses and root cause: not examined in this run (hypothesis tests "
+                       "and attribution join the suite in later steps)."))
+    return _blocks(*blocks)
+
+
+@register_section("remediation", "Remediation and its verification", 70)
+def _remediation(inputs: ReportInputs):
+    try:
+        from llmrca.verify import latest_verifications  # type: ignore[import-not-found]
+    except ImportError:
+        return (Text("Fix verification is not available in this installation yet "
+                     "(llmrca.verify); no verification results are shown."),)
+    if inputs.store is None:
+        return (Text("No store was open: verification results cannot be read."),)
+    results = latest_verifications(inputs.store, inputs.incident_id)
+    frame = results if isinstance(results, pd.DataFrame) else pd.DataFrame(results)
+    if frame.empty:
+        return (Text("No fix has been verified for this incident yet."),)
+    return (Table(frame, "latest verification results"),)
+
+
+@register_section("impact", "Impact", 80)
+def _impact(inputs: ReportInputs):
+    stage = inputs.stage("triage")
+    if stage is None:
+        return _missing("triage")
+    by_day = stage.table("scope_by_day")
+    days = by_day[by_day["matching"] > 0] if len(by_day) else by_day
+    totals = stage.data.get("scope_totals", {})
+    return (Bullets((
+        (f"{totals.get('matching', 0)} logged outputs matched the failure, in "
+         f"{totals.get('matching_sessions', 0)} sessions of {totals.get('matching_users', 0)} "
+         f"users, on {len(days)} days."),
+        (f"Offending interactions in the incident: {totals.get('offending', 0)}; context "
+         f"interactions: {totals.get('context', 0)}."))),)
+
+
+@register_section("lessons", "Lessons", 90)
+def _lessons(inputs: ReportInputs):
+    items = []
+    triage = inputs.stage("triage")
+    if triage:
+        c = triage.data.get("classification", {})
+        if c.get("severity") != c.get("recorded_severity"):
+            items.append(f"The recorded severity ({c.get('recorded_severity')}) differs from "
+                         f"the rule-based proposal ({c.get('severity')}): review the rule or "
+                         f"the record.")
+        options = triage.table("containment")
+        if len(options):
+            good = options[(options["failure_after"].astype(float) == 0)
+                           & (options["context_rate"].astype(float).fillna(1) < 0.05)]
+            if len(good):
+                items.append("A containment existed that stops every offending case at under "
+                             "5% context cost: " + ", ".join(map(str, good["option"])) + ".")
+    reproduction = inputs.stage("reproduction")
+    if reproduction and reproduction.data.get("reproduces_on"):
+        items.append("The failure reproduces offline: add its offending interactions to the "
+                     "release regression set.")
+    items.append("To be completed by the team: what would have caught this before release.")
+    return (Bullets(tuple(items)),)
+
+
+@register_section("appendix", "Appendix: provenance", 100)
+def _appendix(inputs: ReportInputs):
+    prov = inputs.provenance
+    models = pd.DataFrame(prov.get("models", []), columns=["model_version", "fingerprint"])
+    packages = pd.DataFrame(sorted(prov.get("packages", {}).items()),
+                            columns=["package", "version"])
+    runs = pd.DataFrame(prov.get("runs", []), columns=["notebook", "replay_run_id"])
+    return (Table(models, "model fingerprints"), Table(packages, "package versions"),
+            Bullets((f"Seed {prov.get('seed')}; samples {prov.get('samples')}.",
+                     (f"Workbench run {prov.get('run_id') or '(by hand)'}; notebooks: "
+                      f"{', '.join(prov.get('notebooks', []))}."))),
+            Table(runs, "replay runs (store run ids)"))
