@@ -28,6 +28,8 @@ def add_parser(subparsers) -> None:
                         help="folder of incident bundles (default: data/incidents)")
     parser.add_argument("--samples", type=int, default=20,
                         help="samples per interaction and version (default 20)")
+    parser.add_argument("--reports", default="reports",
+                        help="where `llmrca run` writes the report (default: reports)")
     parser.add_argument("--quick", action="store_true",
                         help="the small test zoo and 5 samples: a smoke run in about a minute")
     parser.set_defaults(func=cmd_demo)
@@ -121,10 +123,23 @@ def cmd_demo(args) -> int:
                 "assistant-v1", *loose, "--no-progress"], expect=1)
     _run(args, ["verify", "--show", "INC-0001"])
 
-    _step("6. Findings")
+    _step("6. The workbench: the notebook suite run by papermill, and the incident report")
+    _run(args, ["run", "INC-0001", "--samples", str(samples), "--out", args.reports])
+    report = _latest_report(Path(args.reports) / "INC-0001")
+
+    _step("7. Findings")
     _findings(args, samples)
+    if report is not None:
+        print(f"\nreport: {report / 'report.html'} (also report.md, findings.json, avid.json, "
+              "and the executed notebooks beside it)")
     print(f"\ndemo finished in {time.perf_counter() - started:.0f} s; store: {db_path(args.db)}")
     return 0
+
+
+def _latest_report(folder: Path) -> Path | None:
+    """The newest run folder under ``reports/<incident>/`` (the one just written)."""
+    runs = [p for p in folder.glob("*") if (p / "report.html").is_file()] if folder.is_dir() else []
+    return max(runs, key=lambda p: (p / "report.html").stat().st_mtime, default=None)
 
 
 def _corrected(store, result):
