@@ -188,9 +188,12 @@ def _findings(args, samples: int) -> None:
         wilson = result.rate(version, variant)
         text = (f"{r.rate:6.1%} ({r.k}/{r.n}, {r.n_clusters} prompts)  over prompts "
                 f"[{r.low:.1%}, {r.high:.1%}]  Wilson [{wilson.low:.1%}, {wilson.high:.1%}]")
-        if "corrected_rate" in wilson.index:
-            text += (f"  judge-corrected {wilson['corrected_rate']:.1%} "
-                     f"[{wilson['corrected_low']:.1%}, {wilson['corrected_high']:.1%}]")
+        rates = result.rates
+        if "corrected_rate" in rates.columns:
+            row = rates[(rates["level"] == "version") & (rates["model_version"] == version)
+                        & (rates["variant"] == variant)].iloc[0]
+            text += (f"  judge-corrected {row['corrected_rate']:.1%} "
+                     f"[{row['corrected_low']:.1%}, {row['corrected_high']:.1%}]")
         return text
 
     # The interval over prompts is the headline (samples of one prompt are not independent);

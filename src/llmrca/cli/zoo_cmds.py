@@ -56,7 +56,7 @@ def cmd_build(args) -> int:
           file=sys.stderr)
     try:
         build = build_zoo(spec, cache_dir=args.cache_dir, force=args.force,
-                          check=not args.no_check, progress=True)
+                          check=not args.no_check, progress=sys.stderr.isatty())
     except ZooBehaviourError as exc:
         print(BehaviourReport(None, exc.table).to_text())
         raise
