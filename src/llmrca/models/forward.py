@@ -320,9 +320,11 @@ def target_logprobs(model, tokenizer, prompt_ids: Sequence[int], target_ids: Seq
 HOOK_MARK = "__llmrca_hook__"
 
 
-def _llmrca_hooks(module) -> list[str]:
+def _llmrca_hooks(module, point: str | None = None) -> list[str]:
+    tables = {"output": [module._forward_hooks], "input": [module._forward_pre_hooks]}.get(
+        point or "", [module._forward_hooks, module._forward_pre_hooks])
     found = []
-    for table in (module._forward_hooks, module._forward_pre_hooks):
+    for table in tables:
         found += [getattr(h, HOOK_MARK) for h in table.values() if hasattr(h, HOOK_MARK)]
     return found
 
@@ -377,13 +379,15 @@ def residual_hook(model, layer: int, fn: Callable[[Any], Any], *, position: int 
         After the layer (``hidden_states[layer + 1]``, before the final norm for the last layer)
         or before it (``hidden_states[layer]``).
     allow_overlap : bool
-        Allow this hook while another llmrca hook sits on the same layer (they compose in the
-        order they were entered). Refused by default: overlapping patches are usually a mistake.
+        Allow this hook while another llmrca hook sits on the same layer and point (they
+        compose in the order they were entered). Refused by default: two patches of one
+        residual point are usually a mistake. The input and the output of a layer are two
+        points.
 
     Raises
     ------
     HookError
-        Another llmrca hook is on this layer and ``allow_overlap`` is False.
+        Another llmrca hook is on this layer's ``point`` and ``allow_overlap`` is False.
     """
     if point not in ("output", "input"):
         raise InvalidArgumentError(f"point must be 'output' or 'input'; got {point!r}")
@@ -391,10 +395,11 @@ def residual_hook(model, layer: int, fn: Callable[[Any], Any], *, position: int 
     index = _layer_index(layer, parts.n_layers)
     module = parts.layers[index]
     label = f"{parts.layers_path}.{index}"
-    existing = _llmrca_hooks(module)
+    existing = _llmrca_hooks(module, point)
     if existing and not allow_overlap:
-        raise HookError(f"{label} already carries an llmrca hook ({', '.join(existing)}); nest "
-                        f"hooks on one layer only with allow_overlap=True", modules=[label])
+        raise HookError(f"{label} already carries an llmrca hook at its {point} "
+                        f"({', '.join(existing)}); stack hooks on one point only with "
+                        f"allow_overlap=True", modules=[label])
 
     def apply(hidden):
         if position is None:
