@@ -223,3 +223,40 @@ class NotebookExecutionError(LlmrcaError, RuntimeError):
         if output_path:
             msg += f" (partial notebook kept at {output_path})"
         super().__init__(msg)
+
+
+class ArchitectureError(LlmrcaError, TypeError):
+    """llmrca cannot find a model's decoder layers, embeddings or final norm.
+
+    Attributes
+    ----------
+    model_type : str
+        ``config.model_type`` (empty when the model has no config).
+    class_name : str
+        The model's class.
+    reason : str
+        What was missing.
+    """
+
+    def __init__(self, model: object, reason: str):
+        config = getattr(model, "config", None)
+        self.model_type = str(getattr(config, "model_type", "") or "")
+        self.class_name = type(model).__name__
+        self.reason = reason
+        super().__init__(
+            f"unsupported architecture: model_type={self.model_type!r}, class {self.class_name}: "
+            f"{reason}; register an adapter in llmrca.models.architectures.ARCHITECTURES")
+
+
+class HookError(LlmrcaError, RuntimeError):
+    """A model hook cannot be installed as asked, or a hook was left on a model.
+
+    Attributes
+    ----------
+    modules : list of str
+        The module paths concerned.
+    """
+
+    def __init__(self, message: str, modules: Iterable[str] = ()):
+        self.modules = list(modules)
+        super().__init__(message)

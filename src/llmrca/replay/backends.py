@@ -3,7 +3,8 @@
 A backend implements one hook, :meth:`ReplayBackend.generate_batch`; the base class splits work
 into batches, adapts the batch size to memory (halving on out-of-memory) and counts forward passes.
 The in-process transformers backend is registered as ``transformers``; a vLLM or Ray backend
-registers itself in :data:`BACKENDS` and nothing else changes.
+registers itself in :data:`BACKENDS` and nothing else changes. Padding, positions, the forward
+pass and the key helpers live in :mod:`llmrca.models.forward` and are re-exported here.
 
 Sampling is done here rather than by ``model.generate``: each row draws its tokens from its own
 ``torch.Generator`` seeded with the sample's seed, one uniform number per step, so a sample's tokens
@@ -12,12 +13,19 @@ do not depend on which other prompts share its batch. Any one sample can be rege
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from llmrca.errors import InvalidArgumentError
+from llmrca.models.forward import (
+    cache_keyword,
+    causal_forward,
+    check_model_clean,
+    engine_of,
+    left_pad,
+    model_fingerprint,
+    position_ids_for,
+)
 from llmrca.registry import Registry
 from llmrca.replay.decoding import Decoding
 
@@ -152,100 +160,6 @@ class ReplayBackend:
 BACKENDS: Registry[type[ReplayBackend]] = Registry("replay backend")
 
 
-# -- identity of what computes: part of every sample and score key ------------------------------
-
-def model_fingerprint(loaded_model) -> str:
-    """The model identity in sample and score keys: its fingerprint, or name and source without one.
-
-    Unfingerprinted models (a hub id with no local snapshot, a model built in memory) are keyed
-    by name and source: the cache then trusts that the name still means the same weights. Never
-    ``"None"``: two different unfingerprinted versions must not share keys.
-    """
-    fp = getattr(loaded_model, "fingerprint", None)
-    if fp:
-        return str(fp)
-    return (f"unfingerprinted:{getattr(loaded_model, 'name', '')}:"
-            f"{getattr(loaded_model, 'source', '')}")
-
-
-def engine_of(loaded_model, backend: str = "transformers") -> str:
-    """``<backend>:<device type>:<dtype>`` of an in-process torch model (part of every key).
-
-    The device is the loaded model's ``device`` when it has one, else its parameters'; the dtype
-    is its parameters'. Generation (:attr:`TransformersBackend.engine`) and teacher-forced
-    scoring (:func:`llmrca.replay.scoring.score_id`) both key with this.
-    """
-    import torch
-
-    parameter = next(loaded_model.model.parameters())
-    device = getattr(loaded_model, "device", None)
-    device_type = torch.device(device).type if device else parameter.device.type
-    return f"{backend}:{device_type}:{str(parameter.dtype).replace('torch.', '')}"
-
-
-# -- shared torch helpers (also used by teacher-forced scoring) ---------------------------------
-
-def left_pad(sequences: Sequence[Sequence[int]], pad_id: int, device=None):
-    """Left-pad token sequences: returns ``(input_ids, attention_mask)`` tensors."""
-    import torch
-
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), int(pad_id), dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        if len(seq):
-            ids[row, width - len(seq):] = torch.tensor(list(seq), dtype=torch.long)
-            mask[row, width - len(seq):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def position_ids_for(attention_mask):
-    """``attention_mask.cumsum(-1) - 1`` clamped at 0: positions that ignore left padding.
-
-    GPT-2 and other absolute-position models give wrong hidden states on left-padded batches
-    unless they are told where each row really starts.
-    """
-    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
-
-
-@functools.cache
-def _class_forward_parameters(model_class) -> frozenset[str]:
-    return frozenset(inspect.signature(model_class.forward).parameters)
-
-
-def _forward_parameters(model) -> frozenset[str]:
-    # The class's forward, not the instance attribute: a wrapper (a hook, a call counter) on the
-    # instance would hide the real parameter names. The annotated local is for mypy, which does
-    # not count ``type(model)`` (``type[Any]``) as Hashable for the cache; a plain ``type`` is.
-    model_class: type = type(model)
-    return _class_forward_parameters(model_class)
-
-
-def _cache_kwarg(model) -> str:
-    # transformers 5.x renamed ``past_key_values`` to ``cache``; accept both.
-    return "cache" if "cache" in _forward_parameters(model) else "past_key_values"
-
-
-def causal_forward(model, input_ids, attention_mask, position_ids, *, cache=None,
-                   use_cache: bool = False, logits_to_keep: int = 0, cache_kwarg: str | None = None):
-    """One forward pass with explicit positions; returns ``(logits, cache)``.
-
-    ``logits_to_keep=1`` computes logits for the last position only (when the model supports it;
-    otherwise all positions come back and the caller reads the last).
-    """
-    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask,
-              "position_ids": position_ids, "use_cache": use_cache}
-    if logits_to_keep and "logits_to_keep" in _forward_parameters(model):
-        kwargs["logits_to_keep"] = logits_to_keep
-    if cache is not None:
-        kwargs[cache_kwarg or _cache_kwarg(model)] = cache
-    out = model(**kwargs)
-    new_cache = None
-    if use_cache:
-        new_cache = out.get("cache") if "cache" in out else out.get("past_key_values")
-    return out.logits, new_cache
-
-
 def _stop_ids(tokenizer, model) -> set[int]:
     ids: set[int] = set()
     for value in (getattr(tokenizer, "eos_token_id", None),
@@ -312,7 +226,7 @@ class TransformersBackend(ReplayBackend):
         self.stop_ids = _stop_ids(self.tokenizer, self.model)
         pad = getattr(self.tokenizer, "pad_token_id", None)
         self.pad_id = pad if pad is not None else (min(self.stop_ids) if self.stop_ids else 0)
-        self._cache_kwarg = _cache_kwarg(self.model)
+        self._cache_kwarg = cache_keyword(self.model)
 
     @property
     def engine(self) -> str:
@@ -354,6 +268,9 @@ class TransformersBackend(ReplayBackend):
         rows = len(prompts_token_ids)
         if any(len(p) == 0 for p in prompts_token_ids):
             raise InvalidArgumentError("cannot generate from an empty prompt")
+        # The model is shared through the loader's cache: a patching hook left on it would make
+        # every later sample a patched one, stored under the unpatched model's key.
+        check_model_clean(self.model)
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logprobs: list[list[float]] = [[] for _ in range(rows)]

@@ -13,7 +13,7 @@ from typing import Any
 
 from llmrca import ids
 from llmrca.errors import InvalidArgumentError
-from llmrca.replay.backends import (
+from llmrca.models.forward import (
     causal_forward,
     engine_of,
     left_pad,
@@ -114,7 +114,7 @@ def _model_meta(loaded_model) -> tuple[str, str]:
 def score_id(loaded_model, prompt: RenderedPrompt, token_ids: Sequence[int], engine: str) -> str:
     """Content-addressed id of a score: model fingerprint, engine, prompt and output tokens.
 
-    The model part is :func:`~llmrca.replay.backends.model_fingerprint`, as in sample keys, so
+    The model part is :func:`~llmrca.models.forward.model_fingerprint`, as in sample keys, so
     two versions without a fingerprint never share a score.
     """
     return ids.score_id(model_fingerprint(loaded_model), engine, prompt.prompt_id, token_ids)
