@@ -15,6 +15,7 @@ from llmrca import ids
 from llmrca.errors import InvalidArgumentError
 from llmrca.models.forward import (
     causal_forward,
+    check_model_clean,
     engine_of,
     left_pad,
     model_fingerprint,
@@ -153,6 +154,8 @@ def score_outputs(loaded_model, items: Sequence[Mapping[str, Any]], *, batch_siz
     import torch
 
     model, tokenizer = loaded_model.model, loaded_model.tokenizer
+    # Scores are stored under the model's key like samples: a leaked hook would corrupt them.
+    check_model_clean(model)
     name, fingerprint = _model_meta(loaded_model)
     window = context_window(model)
     prepared = []
