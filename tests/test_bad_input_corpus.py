@@ -192,6 +192,46 @@ def _openai(record: dict) -> Callable[[Path], list[str]]:
                               incident=INCIDENT + "interactions_format: openai-chat\n")
 
 
+def _glob_sibling(name: str, sibling: str) -> Callable[[Path], list[str]]:
+    """A bundle folder whose name is a glob matching a sibling with a good log line: its own bad
+    line 3 must be named, not a line of the sibling's and its rows read as one file."""
+    def build(tmp: Path) -> list[str]:
+        (tmp / sibling).mkdir()
+        (tmp / sibling / "logs.jsonl").write_text(LOG)
+        argv = bundle(tmp, {"logs.jsonl": LOG + LOG + line(timestamp="yesterday")})
+        folder = Path(argv[1]).rename(tmp / name)
+        return ["ingest", str(folder)]
+    return build
+
+
+def _parquet_logs(tmp: Path) -> list[str]:
+    import duckdb
+
+    argv = bundle(tmp, {})
+    target = str(Path(argv[1]) / "guardrail_logs.parquet").replace("'", "''")
+    con = duckdb.connect()
+    con.execute("COPY (SELECT * FROM (VALUES ('2026-10-13T10:00:00Z', 'block', 0.5), "
+                "('2026-10-13T10:01:00Z', 'block', 'NaN'::DOUBLE)) v(timestamp, decision, score)) "
+                f"TO '{target}' (FORMAT parquet)")
+    con.close()
+    return argv
+
+
+def _truncated_store(size: Callable[[int], int]) -> Callable[[Path], list[str]]:
+    def build(tmp: Path) -> list[str]:
+        whole = tmp / "store.duckdb"       # the test's copy of the base store
+        cut = tmp / "cut.duckdb"
+        shutil.copy(whole, cut)
+        with cut.open("r+b") as handle:
+            handle.truncate(size(cut.stat().st_size))
+        return ["--db", str(cut), "init"]
+    return build
+
+
+CSV_HEAD = "timestamp,prompt\n"
+T0 = "2026-10-13T10:00:00Z"
+
+
 REQUEST = {"model": "m-1", "messages": [{"role": "user", "content": "hi"}]}
 CHOICE = {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "x"}}
 
@@ -331,6 +371,44 @@ CASES = [
     Case("guardrail: unknown decision", _guardrail(
         line(timestamp="2026-10-13T10:00:00Z", decision="maybe")), file="guardrail_logs.jsonl",
          line=1, field="decision"),
+    Case("logs: timestamp infinity", _logs(LOG + line(timestamp="infinity")),
+         file="logs.jsonl", line=2, field="timestamp", match="between 1900-01-01"),
+    Case("logs: timestamp -infinity", _logs(LOG + line(timestamp="-infinity")),
+         file="logs.jsonl", line=2, field="timestamp", match="between 1900-01-01"),
+    Case("logs: timestamp epoch", _logs(LOG + line(timestamp="epoch")),
+         file="logs.jsonl", line=2, field="timestamp"),
+    Case("logs: timestamp in the year 290000", _logs(LOG + line(timestamp="290000-01-01T00:00:00Z")),
+         file="logs.jsonl", line=2, field="timestamp"),
+    Case("guardrail: score NaN as a string", _guardrail(
+        line(timestamp=T0, decision="block", score="NaN")), file="guardrail_logs.jsonl", line=1,
+         field="score", match="a finite number"),
+    Case("guardrail: score inf in a CSV", _logs(
+        "timestamp,decision,score\n" + f"{T0},block,0.5\n{T0},block,inf\n",
+        "guardrail_logs.csv"), file="guardrail_logs.csv", line=3, field="score",
+         match="a finite number"),
+    Case("guardrail: score NaN in Parquet", _parquet_logs, file="guardrail_logs.parquet", line=2,
+         field="score", match="a finite number"),
+    Case("logs: a byte that is not UTF-8", _logs(
+        LOG.encode() + b"\n" + LOG.encode().replace(b'"p"', b'"caf\xe9"')), file="logs.jsonl",
+         line=3, field="prompt", match="valid Unicode"),
+    Case("logs: a line over 4 MiB", _logs(LOG + line(timestamp=T0, prompt="x" * (4 << 20))),
+         file="logs.jsonl", line=2, match="a line under 4 MiB"),
+    Case("logs: CSV byte that is not UTF-8", _logs(
+        (CSV_HEAD + f"{T0},a\n").encode() + f"{T0},caf".encode() + b"\xe9\n", "logs.csv"),
+         file="logs.csv", line=3, field="prompt"),
+    Case("logs: CSV quote left open", _logs(CSV_HEAD + f'{T0},a\n{T0},"b\n{T0},c\n', "logs.csv"),
+         file="logs.csv", line=3, match="quoted field is closed"),
+    Case("logs: CSV bad time after a 3-line quoted field", _logs(
+        CSV_HEAD + f'{T0},"one\ntwo\nthree"\nlater,x\n', "logs.csv"), file="logs.csv", line=5,
+         field="timestamp"),
+    Case("logs: CSV with a row of too many fields", _logs(
+        CSV_HEAD + f"{T0},a\n{T0},b,c\n", "logs.csv"), file="logs.csv", line=3,
+         match="2 comma-separated fields"),
+    Case("bundle: folder inc[A] beside incA", _glob_sibling("inc[A]", "incA"), file="inc[A]",
+         line=3, field="timestamp"),
+    # '-' sorts before '?': a glob would read inc-'s line first and name line 4
+    Case("bundle: folder inc? beside inc-", _glob_sibling("inc?", "inc-"), file="inc?", line=3,
+         field="timestamp"),
     # -- training data ------------------------------------------------------------------------
     Case("training: no example_id", _training(line(prompt="q", completion="a")),
          file="m-1.jsonl", line=1, field="example_id"),
@@ -367,6 +445,12 @@ CASES = [
                                                 "INC-0001"], file="nope.jsonl"),
     Case("init: a foreign DuckDB file", _foreign_db, match="not an llmrca store"),
     Case("init: a file that is not DuckDB", _garbage_db, match="cannot open store"),
+    Case("init: a store cut at half its size", _truncated_store(lambda n: n // 2),
+         match="damaged or truncated"),
+    Case("init: a store cut at the first block", _truncated_store(lambda n: 262144),
+         match="damaged or truncated"),
+    Case("init: a store one byte short", _truncated_store(lambda n: n - 1),
+         match="damaged or truncated"),
     Case("init: the store's folder cannot be made", _db_under_a_file,
          match="cannot create the store's folder"),
     Case("models add: a missing source", lambda tmp: [

@@ -387,3 +387,154 @@ def test_a_bundle_file_that_links_outside_the_bundle_is_refused(store, tmp_path,
     assert info.value.file == str(link)
     assert "root:x" not in str(info.value)            # nothing of the target is quoted
     assert store.table_counts() == before
+
+
+# --- Step 5: paths, times, scores, unreadable lines, CSV lines -----------------------------------
+
+T0 = "2026-10-13T10:00:00Z"
+
+
+def _write_log(path: Path, prompts: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"timestamp": T0, "prompt": p} for p in prompts]
+    if path.suffix == ".jsonl":
+        write_jsonl(path, rows)
+    elif path.suffix == ".csv":
+        path.write_text("timestamp,prompt\n" + "".join(f'{T0},"{p}"\n' for p in prompts))
+    else:
+        import duckdb
+
+        con = duckdb.connect()
+        values = ", ".join(f"('{T0}', '{p}')" for p in prompts)
+        quoted = str(path).replace("'", "''")
+        con.execute(f"COPY (SELECT * FROM (VALUES {values}) v(timestamp, prompt)) "
+                    f"TO '{quoted}' (FORMAT parquet)")
+        con.close()
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet"])
+def test_paths_with_glob_characters_read_only_their_own_file(store, tmp_path, suffix):
+    # DuckDB globs * ? [...] {a,b} **: inc[A] matches incA, inc? matches incA and inc?.
+    from llmrca.ingest import ingest_bundle
+
+    folders = ["incA", "inc[A]", "inc?", "inc{A,B}", "inc*"]
+    for i, name in enumerate(folders):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "incident.yaml").write_text(
+            f"id: INC-G{i}\ntitle: t\ncategory: other\ndetected_at: {T0}\n")
+        _write_log(folder / f"logs{suffix}", [f"{name} row {j}" for j in range(i + 1)])
+    for i, name in enumerate(folders):
+        ingest_bundle(store, tmp_path / name)
+        got = store.con.execute("SELECT prompt FROM log_events WHERE incident_id = ? "
+                                "ORDER BY prompt", [f"INC-G{i}"]).fetchall()
+        assert got == [(f"{name} row {j}",) for j in range(i + 1)], name
+    assert store.count("log_events") == sum(range(1, len(folders) + 1))
+    leftovers = [p for p in Path(__import__("tempfile").gettempdir()).glob("llmrca-read-*")]
+    assert leftovers == []                     # the private link folders are removed
+
+
+def _log_lines(path: Path, timestamps: list[str], **extra) -> Path:
+    write_jsonl(path, [{"timestamp": t, "prompt": f"p{i}", **extra} for i, t in
+                       enumerate(timestamps)])
+    return path
+
+
+@pytest.mark.parametrize("value", ["infinity", "-infinity", "epoch", "290000-01-01T00:00:00Z",
+                                   "1899-12-31T23:59:59Z", "2201-01-01T00:00:00Z"])
+def test_log_timestamps_outside_1900_to_2200_are_refused(store, incident, tmp_path, value):
+    path = _log_lines(tmp_path / "logs.jsonl", [T0, value, "2026-10-13T11:00:00+01:00"])
+    before = store.table_counts()
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    assert (info.value.line, info.value.field, info.value.got) == (2, "timestamp", value)
+    assert "between 1900-01-01 and 2200-12-31" in info.value.expected
+    assert store.table_counts() == before
+    report = ingest_file(store, path, incident_id=incident, kind="logs", skip_invalid=True)
+    assert (report.inserted, report.rejected) == (2, 1)
+    window = store.con.execute("SELECT min(ts), max(ts) FROM log_events").fetchall()[0]
+    assert [t.isoformat() for t in window] == ["2026-10-13T10:00:00", "2026-10-13T10:00:00"]
+
+
+def test_the_edges_of_the_timestamp_range_are_accepted(store, incident, tmp_path):
+    path = _log_lines(tmp_path / "logs.jsonl", ["1900-01-01T00:00:00Z",
+                                                "2200-12-31T23:59:59.999999Z"])
+    assert ingest_file(store, path, incident_id=incident, kind="logs").inserted == 2
+
+
+@pytest.mark.parametrize("text", ["NaN", "inf", "-Infinity", "1e400"])
+def test_a_score_that_is_not_finite_is_refused(store, incident, tmp_path, text):
+    path = tmp_path / "guardrail.jsonl"
+    path.write_text(json.dumps({"timestamp": T0, "decision": "block", "score": 0.5}) + "\n"
+                    + f'{{"timestamp": "{T0}", "decision": "block", "score": "{text}"}}\n')
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="guardrail")
+    assert (info.value.line, info.value.field, info.value.expected) == (
+        2, "score", "a finite number")
+
+
+def test_invalid_utf8_and_long_lines_are_named_and_skipped_one_by_one(store, incident,
+                                                                      tmp_path):
+    good = [json.dumps({"timestamp": T0, "prompt": f"p{i}"}).encode() for i in range(4)]
+    bad_bytes = json.dumps({"timestamp": T0, "prompt": "XX"}).encode().replace(b"XX", b"caf\xe9")
+    long = json.dumps({"timestamp": T0, "prompt": "x" * (5 << 20)}).encode()
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(b"\n".join([good[0], b"", bad_bytes, good[1], long, good[2], bad_bytes,
+                                 good[3]]) + b"\n")
+    before = store.table_counts()
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    assert (info.value.line, info.value.field) == (3, "prompt")
+    assert info.value.expected == UNENCODABLE_EXPECTED
+    assert "ignore_errors" not in str(info.value) and "\n" not in str(info.value)
+    assert store.table_counts() == before
+    report = ingest_file(store, path, incident_id=incident, kind="logs", skip_invalid=True)
+    assert (report.files[0].rows, report.inserted, report.rejected) == (7, 4, 3)
+    assert store.con.execute("SELECT source_line, prompt FROM log_events ORDER BY 1"
+                             ).fetchall() == [(1, "p0"), (4, "p1"), (6, "p2"), (8, "p3")]
+    assert rejects(store) == [(3, "prompt", UNENCODABLE_EXPECTED, None),
+                              (5, None, "a line under 4 MiB", None),
+                              (7, "prompt", UNENCODABLE_EXPECTED, None)]
+
+
+def test_a_line_over_4_mib_is_an_error_at_its_line(store, incident, tmp_path):
+    path = tmp_path / "logs.jsonl"
+    path.write_text(json.dumps({"timestamp": T0}) + "\n"
+                    + json.dumps({"timestamp": T0, "prompt": "x" * (4 << 20)}) + "\n")
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    assert (info.value.line, info.value.expected) == (2, "a line under 4 MiB")
+
+
+def test_csv_lines_are_physical_lines_and_a_quote_left_open_is_named(store, incident, tmp_path):
+    path = tmp_path / "logs.csv"
+    path.write_text(f'timestamp,prompt\n{T0},"one\ntwo\nthree"\n{T0},plain\nlater,x\n')
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    # header, a record on lines 2-4, line 5, then the bad one: line 6, not 4 (the record count)
+    assert (info.value.line, info.value.field) == (6, "timestamp")
+    report = ingest_file(store, path, incident_id=incident, kind="logs", skip_invalid=True)
+    assert (report.inserted, report.rejected) == (2, 1)
+    assert store.con.execute("SELECT source_line FROM log_events ORDER BY 1").fetchall() == [
+        (2,), (5,)]
+    # An unterminated quote was sniffed as a '|'-delimited file and reported as a bad time.
+    path = tmp_path / "open.csv"
+    path.write_text(f'timestamp,prompt\n{T0},a\n{T0},"b\n{T0},c\n')
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    assert info.value.line == 3 and "quoted field is closed" in info.value.expected
+
+
+def test_csv_rows_after_skipped_records_keep_their_physical_lines(store, incident, tmp_path):
+    path = tmp_path / "logs.csv"
+    path.write_bytes(f'timestamp,prompt\n{T0},"a\nb"\n{T0},x\n{T0},caf'.encode() + b"\xe9\n"
+                     + f"{T0},y\n{T0},too,many\n{T0},z\n".encode())
+    with pytest.raises(ValidationError) as info:
+        ingest_file(store, path, incident_id=incident, kind="logs")
+    assert (info.value.line, info.value.field) == (5, "prompt")
+    report = ingest_file(store, path, incident_id=incident, kind="logs", skip_invalid=True)
+    assert (report.inserted, report.rejected) == (4, 2)
+    assert store.con.execute("SELECT source_line, prompt FROM log_events ORDER BY 1"
+                             ).fetchall() == [(2, "a\nb"), (4, "x"), (6, "y"), (8, "z")]
+    assert [(line, field) for line, field, _, _ in rejects(store)] == [(5, "prompt"), (7, None)]

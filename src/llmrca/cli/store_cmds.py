@@ -71,12 +71,23 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_init(args) -> int:
+    import duckdb
+
+    from llmrca.errors import StoreError
     from llmrca.store import open_store
 
     with open_store(args.db, adopt=args.adopt) as store:
-        print(f"store {store.path} at schema version {store.schema_version}")
-        for table, rows in store.table_counts().items():
-            print(f"  {table:<20} {rows:>10} rows")
+        # Every count is read before anything is printed: a store that fails half-way prints
+        # no table that looks healthy.
+        try:
+            version, counts = store.schema_version, store.table_counts()
+        except duckdb.Error as exc:
+            raise StoreError(f"store {store.path} is damaged or truncated "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                             ) from None
+    print(f"store {store.path} at schema version {version}")
+    for table, rows in counts.items():
+        print(f"  {table:<20} {rows:>10} rows")
     return 0
 
 

@@ -64,6 +64,8 @@ class Store:
             if "lock" in text.lower():
                 match = _PID.search(text)
                 raise StoreLockedError(self.path, int(match.group(1)) if match else None) from exc
+            if "could not read enough bytes" in text.lower():
+                raise _damaged(self.path, text) from None
             raise StoreError(f"cannot open store {self.path}: {text}") from exc
         except duckdb.Error as exc:   # not a DuckDB file, a newer storage version, ...
             raise StoreError(f"cannot open store {self.path}: {exc}") from exc
@@ -78,6 +80,7 @@ class Store:
             pass
         self.con.execute("SET memory_limit = ?", [duckdb_memory_limit()])
         try:
+            self._check_complete()
             if read_only:
                 self._check_readable()
             else:
@@ -147,6 +150,29 @@ class Store:
         return bool(self.con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_version'"
         ).fetchall()[0][0])
+
+    def _check_complete(self) -> None:
+        """Refuse a file shorter than its own header says (a truncated copy or disk).
+
+        DuckDB opens a file cut at half its size, or a block short, without complaint and reads
+        whatever it has not lost: counts come from its metadata, so `llmrca init` printed a
+        healthy table. The file must hold its three header blocks and every block the header
+        counts; reading beyond the end of a short file fails too, named the same way.
+        """
+        try:
+            size = os.path.getsize(self.path)
+        except OSError:
+            return
+        try:
+            block_size, total = self.con.execute(
+                "SELECT block_size, total_blocks FROM pragma_database_size() "
+                "WHERE database_name = current_database()").fetchall()[0]
+        except (duckdb.Error, IndexError) as exc:
+            raise _damaged(self.path, str(exc).splitlines()[0] if str(exc) else "") from None
+        needed = _HEADER_BYTES + int(total) * int(block_size) if total else 0
+        if size < needed:
+            raise _damaged(self.path, f"it is {size} bytes; its header counts {total} blocks "
+                                      f"of {block_size} bytes, {needed} bytes in all")
 
     def _check_readable(self) -> None:
         if not self._has_version_table():
@@ -243,6 +269,15 @@ class Store:
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
             "ORDER BY table_name").fetchall()]
         return {name: self.count(name) for name in names}
+
+
+#: DuckDB's file header and its two database headers, 4 KiB each, before the first block.
+_HEADER_BYTES = 3 * 4096
+
+
+def _damaged(path: Path, detail: str) -> StoreError:
+    return StoreError(f"store {path} is damaged or truncated ({detail}); restore it from a "
+                      "backup or re-create it with `llmrca init --db NEW` and re-ingest")
 
 
 def _interrupted(exc: BaseException) -> bool:

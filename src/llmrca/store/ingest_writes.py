@@ -11,10 +11,15 @@ None of these functions opens or commits a transaction of its own unless the cal
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +28,7 @@ import duckdb
 
 from llmrca.errors import ValidationError
 from llmrca.store.core import Store
-from llmrca.textcheck import sql_unencodable_or
+from llmrca.textcheck import UNENCODABLE_EXPECTED, first_lone_surrogate, sql_unencodable_or
 
 if TYPE_CHECKING:  # only annotations here; importing pandas slows the start of every ingest
     import pandas as pd
@@ -35,15 +40,31 @@ LOG_FIELDS = ("timestamp", "score", "decision", "level", "event_type", "session_
               "model_version", "model", "prompt", "output", "rule")
 #: How many of LOG_FIELDS (a prefix) the checks read; the check pass extracts only these.
 _LOG_CHECKED = 3
+#: Log timestamps must fall in [TS_FIRST, TS_AFTER) once converted to UTC.
+TS_FIRST, TS_AFTER = "1900-01-01 00:00:00", "2201-01-01 00:00:00"
+TS_EXPECTED = "an ISO-8601 timestamp between 1900-01-01 and 2200-12-31 (UTC)"
 #: Identifiers hashed whatever the bundle says.
 ALWAYS_PERSONAL = ("user_id", "session_id")
 
+#: The longest line DuckDB reads (its ``max_line_size``): a line of this many bytes or more is
+#: refused as "a line under 4 MiB".
+MAX_LINE_BYTES = 4 * 1024 * 1024
+#: TEMP tables where DuckDB's CSV reader puts the lines it cannot read (bytes that are not UTF-8,
+#: a line too long, a CSV record of the wrong shape) instead of failing the statement: a failed
+#: statement would abort the caller's transaction, so nothing could be skipped or named after it.
+_READ_REJECTS = "_llmrca_read_rejects"
+_READ_SCAN = "_llmrca_read_scan"
+_KEEP_READ_REJECTS = (f"ignore_errors=true, store_rejects=true, rejects_table='{_READ_REJECTS}', "
+                      f"rejects_scan='{_READ_SCAN}'")
 # A byte that cannot occur in valid JSON text (raw control characters must be escaped), so reading
 # a JSONL file as a one-column CSV with it as delimiter yields each physical line, blank ones too.
 _LINE_READER = ("read_csv({path}, columns={{'raw': 'VARCHAR'}}, header=false, delim=chr(30), "
-                "quote='', escape='', auto_detect=false, max_line_size=4194304, "
-                "buffer_size=16777216) "
+                f"quote='', escape='', auto_detect=false, max_line_size={MAX_LINE_BYTES}, "
+                f"buffer_size=16777216, {_KEEP_READ_REJECTS}) "
                 "WITH ORDINALITY AS src(raw, line)")
+#: Characters DuckDB expands in a file name (``*``, ``?``, ``[...]``, ``{a,b}``, ``**``; a
+#: backslash escapes them). A path holding one is read through a link with a plain name.
+_GLOB_CHARACTERS = frozenset("*?[]{}\\")
 
 
 def sha256_text(*parts: object) -> str:
@@ -56,20 +77,80 @@ def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
 
 
-def source_relation(path: Path) -> str:
+@contextmanager
+def plain_path(path: Path) -> Iterator[Path]:
+    """``path`` in a form DuckDB reads as that one file, never as a pattern.
+
+    DuckDB's readers expand ``*``, ``?``, ``[...]``, ``{a,b}`` and ``**`` in a file name, so a
+    bundle folder named ``inc[A]`` would read its sibling ``incA``'s file, and a leading ``~``
+    is the home folder. The path is made absolute; one with a glob character is read through a
+    symbolic link with a plain name in a private temporary folder, removed afterwards.
+    """
+    path = Path(os.path.abspath(path))
+    if not _GLOB_CHARACTERS.intersection(str(path)):
+        yield path
+        return
+    folder = tempfile.mkdtemp(prefix="llmrca-read-")
+    try:
+        if _GLOB_CHARACTERS.intersection(folder):
+            raise ValidationError(str(path), None, None,
+                                  "a temporary folder without * ? [ ] { } or \\ in its path to "
+                                  "read this file through (set TMPDIR)", folder)
+        link = Path(folder) / ("input" + path.suffix.lower())
+        link.symlink_to(path)
+        yield link
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def csv_header(path: Path, display: str | None = None) -> list[str]:
+    """The column names of a CSV file's first line (read here: DuckDB's sniffer guessed ``|`` as
+    the delimiter of a file with an unterminated quote; llmrca's CSV is comma-separated)."""
+    display = display or str(path)
+    with open(path, "rb") as handle:
+        first = handle.readline(MAX_LINE_BYTES)
+    try:
+        text = first.decode("utf-8").rstrip("\r\n").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise ValidationError(display, 1, None, "a header row of column names in UTF-8") from None
+    names = next(csv.reader([text]), []) if text else []
+    if not names or any(not name for name in names):
+        raise ValidationError(display, 1, None, "a header row of column names, comma-separated",
+                              text[:80])
+    if len(set(names)) != len(names):
+        raise ValidationError(display, 1, None, "a header row of distinct column names",
+                              text[:80])
+    return names
+
+
+def source_relation(path: Path, display: str | None = None) -> str:
     """SQL for ``(line BIGINT, raw VARCHAR)`` over a JSONL, CSV or Parquet file.
 
-    ``line`` is the 1-based physical line for JSONL (blank lines give ``raw`` NULL), the line of
-    the data row for CSV (header is line 1), and the row number for Parquet.
+    ``line`` is the 1-based physical line for JSONL (blank lines give ``raw`` NULL) and for CSV
+    the physical line where the record starts (the header is line 1; a record whose quoted field
+    spans lines counts them all), and the row number for Parquet. Lines the CSV reader cannot
+    read go to :data:`_READ_REJECTS` instead (see :func:`_take_read_rejects`). ``path`` must be
+    plain (:func:`plain_path`).
     """
     suffix = path.suffix.lower()
     lit = _literal(str(path))
     if suffix in (".jsonl", ".ndjson", ".json"):
         return f"SELECT line, raw FROM {_LINE_READER.format(path=lit)}"
     if suffix == ".csv":
-        return ("SELECT ordinality + 1 AS line, "
-                "json_merge_patch(to_json(r), '{\"ordinality\":null}')::VARCHAR AS raw FROM "
-                f"(SELECT * FROM read_csv({lit}, header=true, all_varchar=true) WITH ORDINALITY) r")
+        names = csv_header(path, display)
+        columns = ", ".join(f"{_literal(n)}: 'VARCHAR'" for n in names)
+        quoted = ", ".join('"' + n.replace('"', '""') + '"' for n in names)
+        # Newlines inside the record's quoted fields: each adds a physical line to the records
+        # after it.
+        joined = f"concat({quoted})"
+        newlines = f"length({joined}) - length(replace({joined}, chr(10), ''))"
+        return ("SELECT ordinality + 1 + coalesce(sum(newlines) OVER (ORDER BY ordinality ROWS "
+                "BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS line, raw FROM ("
+                "SELECT ordinality, json_merge_patch(to_json(r), '{\"ordinality\":null}')"
+                f"::VARCHAR AS raw, {newlines} AS newlines FROM "
+                f"(SELECT * FROM read_csv({lit}, columns={{{columns}}}, header=true, "
+                "auto_detect=false, delim=',', quote='\"', escape='\"', "
+                f"max_line_size={MAX_LINE_BYTES}, {_KEEP_READ_REJECTS}) WITH ORDINALITY) r)")
     if suffix == ".parquet":
         return ("SELECT ordinality AS line, "
                 "json_merge_patch(to_json(r), '{\"ordinality\":null}')::VARCHAR AS raw FROM "
@@ -162,19 +243,153 @@ def _run_checked(store: Store, path: Path, display: str, paths: Sequence[str], c
     params = {**params, "run_id": run_id, "display": display, "incident_id": incident_id}
     with store.transaction():  # joins the caller's: a bad row leaves nothing of the bundle
         try:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {_SOURCE} AS {source_relation(path)}")
-        except duckdb.Error as exc:  # unreadable file: no such file, bad CSV or Parquet, ...
-            raise ValidationError(display, None, None, f"a readable file ({exc})") from None
+            for table in (_READ_REJECTS, _READ_SCAN):
+                con.execute(f"DROP TABLE IF EXISTS {table}")
+            with plain_path(path) as readable:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {_SOURCE} AS "
+                            f"{source_relation(readable, display)}")
+        except duckdb.Error as exc:  # unreadable file: no such file, bad Parquet, ...
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ValidationError(display, None, None, f"a readable file ({reason})") from None
         try:
-            return _check_and_insert(
+            unread = _take_read_rejects(con, path, display, skip_invalid=skip_invalid)
+            result = _check_and_insert(
                 con, display, paths, case, insert_sql, params, skip_invalid=skip_invalid,
                 reject_scrub=reject_scrub, check_paths=check_paths or paths,
                 first_of_repeats=first_of_repeats)
+            if unread:
+                con.executemany(
+                    "INSERT OR IGNORE INTO ingest_rejects (reject_id, run_id, incident_id, file, "
+                    "line, field, reason, raw) VALUES (sha256($run_id || chr(31) || $display || "
+                    "chr(31) || $line::VARCHAR), $run_id, $incident_id, $display, $line, $field, "
+                    "$reason, NULL)",
+                    [{"run_id": run_id, "incident_id": incident_id, "display": display,
+                      "line": e.line, "field": e.field, "reason": e.expected} for e in unread])
+                result = replace(result, rows=result.rows + len(unread),
+                                 rejected=result.rejected + len(unread))
+            return result
         finally:
+            for table in (_SOURCE, _READ_REJECTS, _READ_SCAN):
+                try:
+                    con.execute(f"DROP TABLE IF EXISTS {table}")
+                except duckdb.Error:  # the transaction failed; its rollback drops the table
+                    pass
+
+
+def _take_read_rejects(con: duckdb.DuckDBPyConnection, path: Path, display: str, *,
+                       skip_invalid: bool) -> list[ValidationError]:
+    """The lines DuckDB's reader could not read, as errors naming file, physical line and field.
+
+    Without ``skip_invalid`` the first one is raised. With it, the rows of :data:`_SOURCE` are
+    renumbered (the reader numbered the lines it kept, one after the other) and the errors are
+    returned, to be kept as rejects without their text. Runs only when the reader kept a reject.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in (".jsonl", ".ndjson", ".json", ".csv"):
+        return []
+    found = con.execute(
+        f"SELECT line, min(line_byte_position), list(error_type ORDER BY error_type), "
+        f"any_value(csv_line) FROM {_READ_REJECTS} GROUP BY line ORDER BY line").fetchall()
+    if not found:
+        return []
+    is_csv = suffix == ".csv"
+    names = csv_header(path, display) if is_csv else []
+    if is_csv:  # DuckDB counts CSV records; the byte where the record starts gives its line
+        starts = _lines_of_offsets(path, [int(r[1]) for r in found])
+        found = [(starts[int(r[1])], r[1], r[2], r[3]) for r in found]
+    texts = _physical_lines(path, {int(r[0]) for r in found})
+    errors = []
+    for line, _, kinds, record in found:
+        errors.append(_read_error(display, int(line), kinds, texts.get(int(line)), record,
+                                  names))
+    errors.sort(key=lambda e: e.line or 0)
+    if not skip_invalid:
+        raise errors[0]
+    # A kept row numbered L (counting only kept lines) comes after reject i when the kept lines
+    # before that reject, start_i - 1 - (lines of the rejects before it), are fewer than L.
+    thresholds, spans, taken = [], [], 0
+    for line, _, _, record in sorted(found):
+        span = 1 + (str(record).count("\n") if is_csv and record else 0)
+        thresholds.append(int(line) - taken)
+        spans.append(span)
+        taken += span
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {_SOURCE} AS SELECT line + coalesce((SELECT sum(s) FROM "
+        "(SELECT unnest($t) AS t, unnest($s) AS s) WHERE t <= src.line), 0) AS line, raw "
+        f"FROM {_SOURCE} src", {"t": thresholds, "s": spans})
+    return errors
+
+
+def _read_error(display: str, line: int, kinds: list[str], text: bytes | None, record: Any,
+                names: Sequence[str]) -> ValidationError:
+    """The error for a line DuckDB's reader refused, by what DuckDB said of it."""
+    kind = " ".join(kinds).upper()
+    if "LINE SIZE" in kind:
+        return ValidationError(display, line, None,
+                               f"a line under {MAX_LINE_BYTES // (1024 * 1024)} MiB")
+    if "ENCODING" in kind:
+        field, got = None, None
+        if text is not None:
+            decoded = text.decode("utf-8", errors="surrogateescape").rstrip("\r\n")
+            got = decoded
             try:
-                con.execute(f"DROP TABLE IF EXISTS {_SOURCE}")
-            except duckdb.Error:  # the transaction failed; its rollback drops the table
-                pass
+                found = first_lone_surrogate(
+                    dict(zip(names, next(csv.reader([decoded]), []))) if names
+                    else json.loads(decoded))
+            except (ValueError, RecursionError):
+                found = None
+            if found:
+                field, got = found[0] or None, found[1]
+        return ValidationError(display, line, field, UNENCODABLE_EXPECTED, got)
+    if "QUOTE" in kind:
+        return ValidationError(display, line, None,
+                               "a CSV record whose quoted field is closed (\"...\")")
+    if "COLUMNS" in kind:
+        return ValidationError(display, line, None,
+                               f"a CSV record of {len(names)} comma-separated fields, as the "
+                               "header has", None if record is None else str(record)[:80])
+    return ValidationError(display, line, None,
+                           f"a record DuckDB can read ({', '.join(kinds).lower()})")
+
+
+def _physical_lines(path: Path, wanted: set[int]) -> dict[int, bytes]:
+    """The bytes of the physical lines numbered in ``wanted`` (those under 4 MiB), read here in
+    one streaming pass that stops after the last of them: only when the reader refused a line."""
+    out: dict[int, bytes] = {}
+    last = max(wanted, default=0)
+    with open(path, "rb") as handle:
+        number = 0
+        while number < last:
+            piece = handle.readline(MAX_LINE_BYTES)
+            if not piece:
+                break
+            number += 1
+            whole = True
+            while len(piece) >= MAX_LINE_BYTES and not piece.endswith(b"\n"):
+                whole = False       # the rest of a long line, not kept
+                piece = handle.readline(MAX_LINE_BYTES)
+            if number in wanted and whole:
+                out[number] = piece
+    return out
+
+
+def _lines_of_offsets(path: Path, offsets: Sequence[int]) -> dict[int, int]:
+    """``{byte offset: physical line}`` for offsets DuckDB gave (1-based: the record's first
+    byte), counting newlines in one streaming pass."""
+    out: dict[int, int] = {}
+    todo = sorted(set(offsets))
+    newlines, position = 0, 0
+    with open(path, "rb") as handle:
+        for offset in todo:
+            target = max(offset - 1, 0)
+            while position < target:
+                chunk = handle.read(min(1 << 20, target - position))
+                if not chunk:
+                    break
+                newlines += chunk.count(b"\n")
+                position += len(chunk)
+            out[offset] = newlines + 1
+    return out
 
 
 def _check_and_insert(con: duckdb.DuckDBPyConnection, display: str, paths: Sequence[str],
@@ -280,14 +495,24 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
     paths = [f"$.{name}" for name in LOG_FIELDS]
     f = {name: f"f[{i + 1}]" for i, name in enumerate(LOG_FIELDS)}
     decisions = ", ".join(_literal(d) for d in GUARDRAIL_DECISIONS)
+    ts = f"try_cast({f['timestamp']} AS TIMESTAMPTZ)"
+    in_range = (f"NOT (ascii({f['timestamp']}) BETWEEN 48 AND 57) OR NOT ({ts} >= TIMESTAMPTZ "
+                f"'{TS_FIRST}+00' AND {ts} < TIMESTAMPTZ '{TS_AFTER}+00')")
     checks = [
         ("j IS NULL", sql_unencodable_or(
             store.con, _err(None, "one JSON object per line", "left(raw, 80)"))),
         (f"{f['timestamp']} IS NULL", _err("timestamp", "an ISO-8601 timestamp (required)")),
         (f"try_cast({f['timestamp']} AS TIMESTAMPTZ) IS NULL",
          _err("timestamp", "an ISO-8601 timestamp", f["timestamp"])),
+        # DuckDB casts 'infinity', '-infinity' and 'epoch', and years up to 294246, so that one
+        # such row would stretch the incident's window to 0001..9999: the text must start with
+        # a digit and the time fall in [1900, 2201) UTC.
+        (in_range, _err("timestamp", TS_EXPECTED, f["timestamp"])),
         (f"{f['score']} IS NOT NULL AND try_cast({f['score']} AS DOUBLE) IS NULL",
          _err("score", "a number", f["score"])),
+        # 'NaN' and 'inf' cast to DOUBLE (and CSV or Parquet hold them): a score must be finite.
+        (f"{f['score']} IS NOT NULL AND NOT isfinite(try_cast({f['score']} AS DOUBLE))",
+         _err("score", "a finite number", f["score"])),
     ]
     if stream == "guardrail":
         checks += [
