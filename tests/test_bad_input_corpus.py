@@ -318,6 +318,12 @@ CASES = [
     Case("interactions: time out of range in UTC", _interactions(
         chat(timestamp="0001-01-01T00:00:00+05:00")), file="interactions.jsonl", line=1,
          field="timestamp"),
+    Case("interactions: a year-1 placeholder time", _interactions(
+        chat(timestamp="0001-01-01T00:00:00Z")), file="interactions.jsonl", line=1,
+         field="timestamp", match="between 1900-01-01 and 2200-12-31"),
+    Case("interactions: a year-9999 placeholder time", _interactions(
+        chat(timestamp="9999-12-31T23:59:59Z")), file="interactions.jsonl", line=1,
+         field="timestamp", match="between 1900-01-01 and 2200-12-31"),
     Case("interactions: timestamp not a time", _interactions(chat(timestamp="noon")),
          file="interactions.jsonl", line=1, field="timestamp"),
     Case("interactions: unknown role", _interactions(chat(role="victim")),

@@ -99,6 +99,10 @@ class Skipped:
     hint: str | None = None
 
 
+#: Times accepted on the way in (UTC, naive): the range log rows are checked against too.
+TIMESTAMP_RANGE = (datetime(1900, 1, 1), datetime(2201, 1, 1))
+
+
 class Where:
     """A place in an input file, for checks that fail with file, line and field.
 
@@ -149,8 +153,9 @@ class Where:
                     number /= 1e6
                 elif number > 1e11:     # milliseconds
                     number /= 1e3
-                return datetime.fromtimestamp(number, tz=timezone.utc).replace(tzinfo=None)
-            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+                parsed = datetime.fromtimestamp(number, tz=timezone.utc)
+            else:
+                parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
         except (TypeError, ValueError, OverflowError, OSError):
             raise self.error(field_name, "an ISO-8601 timestamp or epoch number", value) from None
         if parsed.tzinfo is not None:
@@ -159,6 +164,11 @@ class Where:
             except OverflowError:   # year 1 with a positive offset, year 9999 with a negative
                 raise self.error(field_name, "a timestamp that is in range once converted to "
                                              "UTC", value) from None
+        if not TIMESTAMP_RANGE[0] <= parsed < TIMESTAMP_RANGE[1]:
+            # The same range as log rows: a year-1 or year-9999 time is an export's placeholder,
+            # and it would stretch the incident's time window silently.
+            raise self.error(field_name, "an ISO-8601 timestamp between 1900-01-01 and "
+                                         "2200-12-31 (UTC)", value)
         return parsed
 
     def messages(self, value: Any, field_name: str = "messages", *,
