@@ -69,7 +69,10 @@ def kernel_manager_class():
         def kernel_spec(self):
             if self._kernel_spec is None:
                 self._kernel_spec = KernelSpec(
-                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                    # ERROR: the kernel's start-up notices (TCP transport on localhost) would mix
+                    # with the run's own output on stderr.
+                    argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
+                          "--log-level=ERROR"],
                     display_name=f"Python ({sys.executable})", language="python",
                     env=kernel_environment(), metadata={})
             return self._kernel_spec

@@ -152,27 +152,35 @@ class Store:
         ).fetchall()[0][0])
 
     def _check_complete(self) -> None:
-        """Refuse a file shorter than its own header says (a truncated copy or disk).
+        """Refuse a file that has been cut short (a truncated copy or disk).
 
         DuckDB opens a file cut at half its size, or a block short, without complaint and reads
         whatever it has not lost: counts come from its metadata, so `llmrca init` printed a
-        healthy table. The file must hold its three header blocks and every block the header
-        counts; reading beyond the end of a short file fails too, named the same way.
+        healthy table. A whole file is its three 4 KiB headers and then whole blocks, and holds
+        at least the blocks in use. Free blocks at the end need not be on disk (DuckDB counts
+        them in ``total_blocks`` but a file it shrank can end before them), so the check is on
+        ``used_blocks``; reading beyond the end of a short file fails too, named the same way.
         """
+        if Path(f"{self.path}.wal").exists():
+            return   # blocks the write-ahead log adds are not in the file yet
         try:
             size = os.path.getsize(self.path)
         except OSError:
             return
         try:
-            block_size, total = self.con.execute(
-                "SELECT block_size, total_blocks FROM pragma_database_size() "
+            block_size, used = self.con.execute(
+                "SELECT block_size, used_blocks FROM pragma_database_size() "
                 "WHERE database_name = current_database()").fetchall()[0]
         except (duckdb.Error, IndexError) as exc:
             raise _damaged(self.path, str(exc).splitlines()[0] if str(exc) else "") from None
-        needed = _HEADER_BYTES + int(total) * int(block_size) if total else 0
-        if size < needed:
-            raise _damaged(self.path, f"it is {size} bytes; its header counts {total} blocks "
-                                      f"of {block_size} bytes, {needed} bytes in all")
+        if not used:
+            return
+        block_size, used = int(block_size), int(used)
+        needed = _HEADER_BYTES + used * block_size
+        if size < needed or (size - _HEADER_BYTES) % block_size:
+            raise _damaged(self.path, f"it is {size} bytes: not its {_HEADER_BYTES}-byte header "
+                                      f"and whole blocks of {block_size} bytes, at least the "
+                                      f"{used} in use ({needed} bytes)")
 
     def _check_readable(self) -> None:
         if not self._has_version_table():
