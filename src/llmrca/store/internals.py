@@ -72,7 +72,7 @@ def read_result(store: Store, result_id_: str) -> dict[str, Any]:
     frame = RESULTS.rows(store, [result_id_], RESULTS.columns + ("created_at",))
     if frame.empty:
         raise NotFoundError(f"no internals result {result_id_} in store {store.path}")
-    row = frame.iloc[0].to_dict()
+    row: dict[str, Any] = {str(k): v for k, v in frame.iloc[0].to_dict().items()}
     for column in RESULTS.json_columns:
         if isinstance(row.get(column), str):
             row[column] = json.loads(row[column])
