@@ -73,7 +73,7 @@ def test_hidden_states_are_cached_by_fingerprint(zoo_store):
     calls = []
     handle = loaded.model.register_forward_hook(lambda *a: calls.append(1))
     try:
-        first, report = cached_hidden_states(zoo_store, loaded, prompts)
+        first, _report = cached_hidden_states(zoo_store, loaded, prompts)
         passes = len(calls)
         again, second = cached_hidden_states(zoo_store, loaded, prompts)
     finally:
@@ -176,11 +176,10 @@ def test_results_read_back_from_a_read_only_store(zoo_path):
 
 @pytest.fixture(scope="module")
 def other_store(tmp_path_factory):
-    from organisms import build_other_vocabulary_organism
-
     from llmrca.store import Store
     from llmrca.store.ingest_writes import insert_interactions, upsert_incident
     from llmrca.zoo import register_zoo
+    from organisms import build_other_vocabulary_organism
 
     zoo = build_other_vocabulary_organism(2027)
     spec = zoo.spec

@@ -340,8 +340,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """INSERT INTO store_meta SELECT 'log_event_id',
             CASE WHEN EXISTS (SELECT 1 FROM log_events) THEN 'sha256' ELSE 'md5' END""",
     ]),
-    (9, "model internals: cached hidden states, and probe / direction / patching / weight-diff "
-        "results with provenance", [
+    (9, "model internals: cached hidden states; probe, direction, patching, weight-diff results", [
         # One prompt's residual stream at one position, every hidden-state index, for one model:
         # content-addressed by (model fingerprint, engine, prompt id, position), so asking again
         # costs no forward pass. ``data`` is base64 of float32 [n_states, d] (exact round trip).
