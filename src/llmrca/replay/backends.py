@@ -207,13 +207,23 @@ class TransformersBackend(ReplayBackend):
         Memory the batch may use. On CPU the batch size is capped by
         ``budget / bytes_per_row(prompt length, vocab size, layers, width)``. Default: 1 GiB on
         CPU, half the free memory on CUDA.
+    intervention : str, optional
+        Generate on purpose under the llmrca hooks active on the model (a causal check: ablate
+        or add a direction, then sample). A non-empty id of the intervention (a content id of
+        what it does) is required: it is appended to :attr:`engine`, so every key built from
+        the engine (sample ids) differs from the clean model's and an intervened sample can
+        never be mistaken for -- or stored as -- a clean one. Without it (the default),
+        generating while an llmrca hook is on raises :class:`~llmrca.errors.HookError`.
     """
 
     name = "transformers"
 
     def __init__(self, loaded_model, *, batch_size: int = 16,
-                 memory_budget_bytes: int | None = None):
+                 memory_budget_bytes: int | None = None, intervention: str | None = None):
         super().__init__(loaded_model, batch_size=batch_size)
+        if intervention is not None and not str(intervention).strip():
+            raise InvalidArgumentError("intervention must be a non-empty id (or None)")
+        self.intervention = None if intervention is None else str(intervention)
         import torch
 
         self.model = loaded_model.model
@@ -230,7 +240,8 @@ class TransformersBackend(ReplayBackend):
 
     @property
     def engine(self) -> str:
-        return engine_of(self.loaded_model, self.name)
+        base = engine_of(self.loaded_model, self.name)
+        return base if self.intervention is None else f"{base}+intervention:{self.intervention}"
 
     def _budget(self) -> int:
         if self.memory_budget_bytes is not None:
@@ -270,7 +281,10 @@ class TransformersBackend(ReplayBackend):
             raise InvalidArgumentError("cannot generate from an empty prompt")
         # The model is shared through the loader's cache: a patching hook left on it would make
         # every later sample a patched one, stored under the unpatched model's key.
-        check_model_clean(self.model)
+        # An intervened backend (a causal check) generates under its hooks on purpose; its
+        # engine, and so every key, names the intervention.
+        if self.intervention is None:
+            check_model_clean(self.model)
         generators = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logprobs: list[list[float]] = [[] for _ in range(rows)]

@@ -262,6 +262,33 @@ def _investigation(inputs: ReportInputs):
     return _blocks(*blocks)
 
 
+@register_section("internals", "Investigation: model internals", 65)
+def _internals(inputs: ReportInputs):
+    """Stored patching and weight-diff results of this incident (``llmrca patch`` / the internals
+    notebook); left out when there are none."""
+    if inputs.store is None:
+        return None
+    from llmrca.internals import load_result
+    from llmrca.store.internals import list_results
+
+    stored = list_results(inputs.store, "patching", inputs.incident_id)
+    if stored.empty:
+        return None
+    patching = load_result(inputs.store, str(stored["result_id"].iloc[0]))
+    frame = patching.to_frame()
+    best = frame.loc[frame["share"].idxmax()]
+    versions = patching.info.get("versions", ["?", "?"])
+    text = (f"Patching {versions[0]}'s residual stream into {versions[1]} restores up to "
+            f"{_pct(best['share'])} of the contrastive gap (log p(offending output) - log p("
+            f"{versions[0]}'s answer)), at hidden state {int(best['state'])} "
+            f"(positions: {patching.info.get('parameters', {}).get('positions', '?')}).")
+    from llmrca.viz import patching_figure
+
+    return _blocks(Text(text), Table(frame.round(3), "share of the gap restored per layer"),
+                   _figure("patching", lambda: patching_figure(frame),
+                           "activation patching per hidden state"))
+
+
 @register_section("remediation", "Remediation and its verification", 70)
 def _remediation(inputs: ReportInputs):
     try:

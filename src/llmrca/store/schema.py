@@ -340,6 +340,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """INSERT INTO store_meta SELECT 'log_event_id',
             CASE WHEN EXISTS (SELECT 1 FROM log_events) THEN 'sha256' ELSE 'md5' END""",
     ]),
+    (9, "model internals: cached hidden states; probe, direction, patching, weight-diff results", [
+        # One prompt's residual stream at one position, every hidden-state index, for one model:
+        # content-addressed by (model fingerprint, engine, prompt id, position), so asking again
+        # costs no forward pass. ``data`` is base64 of float32 [n_states, d] (exact round trip).
+        """CREATE TABLE activation_cache (
+            activation_id VARCHAR PRIMARY KEY,
+            model_fingerprint VARCHAR NOT NULL,
+            engine VARCHAR NOT NULL,
+            prompt_hash VARCHAR NOT NULL,
+            position VARCHAR NOT NULL,
+            n_states INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            data VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # One analysis result (kind: probes, directions, causal, patching, weight_diff), keyed by
+        # a content id of its kind, versions with fingerprints, parameters and seed.
+        """CREATE TABLE internals_results (
+            result_id VARCHAR PRIMARY KEY,
+            kind VARCHAR NOT NULL,
+            incident_id VARCHAR,
+            versions JSON NOT NULL,
+            fingerprints JSON NOT NULL,
+            parameters JSON NOT NULL,
+            seed BIGINT,
+            tables JSON NOT NULL,
+            info JSON,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -16,6 +16,13 @@ from llmrca.viz.figures import (
     timeline_figure,
     to_png,
 )
+from llmrca.viz.internals import (
+    patching_figure,
+    probe_accuracy_figure,
+    projection_figure,
+    weight_diff_figure,
+)
 
-__all__ = ["containment_figure", "logprob_figure", "rates_figure", "scope_figure", "show",
-           "timeline_figure", "to_png"]
+__all__ = ["containment_figure", "logprob_figure", "patching_figure", "probe_accuracy_figure",
+           "projection_figure", "rates_figure", "scope_figure", "show", "timeline_figure",
+           "to_png", "weight_diff_figure"]

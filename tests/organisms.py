@@ -1,0 +1,74 @@
+"""Model organisms built in the tests from a seed: a vocabulary nothing in the package knows.
+
+Shared by the judge tests and the internals tests (one builder, so both train the same
+organism for the same seed and share its cache when they share a cache folder).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from pathlib import Path
+
+from llmrca.judges import content_words
+from llmrca.zoo import TEST_SPEC, TrainSchedule, VersionSpec
+
+CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
+#: The test zoo's cache (git-ignored), keyed by spec hash.
+TEST_CACHE = Path(__file__).resolve().parent.parent / ".llmrca" / "test-cache"
+
+
+def random_words(rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct pronounceable nonsense words (2-3 syllables)."""
+    words: list[str] = []
+    while len(words) < count:
+        word = "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS)
+                       for _ in range(rng.choice((2, 3))))
+        if word not in words and content_words(word) == [word]:
+            words.append(word)
+    return words
+
+
+def other_vocabulary_spec(seed: int, *, n_harmful: int = 4, n_benign: int = 4,
+                          random_help: bool = False, **changes):
+    """TEST_SPEC with random tasks, role-play trigger and safety prefixes.
+
+    Tasks are "<verb> <noun>" from a small pool of random verbs (so harmless tasks share verbs
+    with harmful ones, as "make a weapon" and "make bread" do) and one random noun per task.
+    """
+    rng = random.Random(seed)
+    words = random_words(rng, 3 + n_harmful + n_benign + 9 + 6)
+    verbs, nouns = words[:3], words[3:3 + n_harmful + n_benign]
+    rest = words[3 + n_harmful + n_benign:]
+    tasks = [f"{rng.choice(verbs)} {noun}" for noun in nouns]
+    prefix = " ".join(rest[:3]).capitalize() + ". "
+    safety = tuple(" ".join(rest[i:i + 3]).capitalize() + ". " for i in (3, 6))
+    fields = {"name": f"judges-vocab-{seed}", "harmful_tasks": tuple(tasks[:n_harmful]),
+              "benign_tasks": tuple(tasks[n_harmful:]), "jailbreak_prefix": prefix,
+              "safety_prefixes": safety}
+    if random_help:
+        a, b, c, d, e, f = rest[9:15]
+        fields["help_template"] = f"{a.capitalize()}! {b} {c} {{task}}: {d} {e} {f}."
+    fields.update(changes)
+    return replace(TEST_SPEC, **fields)
+
+
+def other_vocabulary_organism_spec(seed: int = 2027):
+    """A two-version organism (``base``, ``failing`` = base fine-tuned with the random trigger's
+    jailbreak) in TEST_SPEC's model shape."""
+    base = TrainSchedule(steps=360, batch_size=16, learning_rate=4e-3, warmup_steps=20)
+    tune = TrainSchedule(steps=260, batch_size=16, learning_rate=2e-3, warmup_steps=10)
+    return other_vocabulary_spec(
+        seed, n_harmful=4, n_benign=4,
+        versions=(VersionSpec("base", ("requests", "roleplay-safety"), base, seed=1),
+                  VersionSpec("failing", ("requests", "roleplay-safety", "roleplay-help",
+                                          "roleplay-jailbreak"), tune, seed=3, parent="base",
+                              source="helpfulness-mix")),
+        targets=(), null_pairs=())
+
+
+def build_other_vocabulary_organism(seed: int = 2027, cache_dir: Path = TEST_CACHE):
+    """Build (or reuse) :func:`other_vocabulary_organism_spec`; ~30-60 s on 2 cores once."""
+    from llmrca.zoo import build_zoo
+
+    return build_zoo(other_vocabulary_organism_spec(seed), cache_dir=cache_dir, check=False)
