@@ -35,6 +35,14 @@ BASELINES = ("removal", "pad")
 TARGETS = ("output", "contrastive")
 
 
+def _records(frame: pd.DataFrame) -> list[Any]:
+    """Rows as attribute objects (typed ``Any``: the columns are documented, not typed)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(**{str(k): v for k, v in r.items()})
+            for r in frame.to_dict(orient="records")]
+
+
 def _choice(name: str, value: str, valid: Sequence[str]) -> str:
     if value not in valid:
         raise InvalidArgumentError(f"{name} must be one of {', '.join(valid)}; got {value!r}")
@@ -69,7 +77,7 @@ def default_refusal(store, incident_id: str, safe_version: str, *, samples: int 
                             f"refusal (run {result.run_id}); pass the refusal text")
     counts = outputs.astype(str).value_counts()
     top = counts[counts == counts.max()].index
-    return str(sorted(top)[0]), result.run_id
+    return str(min(top)), result.run_id
 
 
 def _segments_of(system_prompt, messages, segments) -> list[Segment]:
@@ -164,7 +172,7 @@ def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
                                    "or shapley), not on ig token scores")
     rng = random.Random(seed)
     frames, run_ids, spans = [], [], []
-    for row in result.rows.itertuples(index=False):
+    for row in _records(result.rows):
         scores = [float(x) for x in row.scores]
         top = max(range(len(scores)), key=lambda i: scores[i])
         seg = Segment.from_dict(row.segments[top])
@@ -185,7 +193,7 @@ def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
                                  interaction_ids=[row.interaction_id], progress=False)
         run_ids.append(replay.run_id)
         frame = replay.samples.copy()
-        frame["variant"] = frame["variant"].map(lambda v: roles.get(v, "original"))
+        frame["variant"] = frame["variant"].map(lambda v, r=roles: r.get(v, "original"))
         frames.append(frame)
     samples_frame = pd.concat(frames, ignore_index=True)
     # Random spans are pooled: several draws per prompt, the prompt stays the unit.
@@ -300,7 +308,7 @@ def attribute_incident(store, incident_id: str, version: str, *, method: str = "
                   "segments": segments if not isinstance(segments, str) else "auto"}
     items: dict[str, dict[str, Any]] = {}
     order = []
-    for row in interactions.itertuples(index=False):
+    for row in _records(interactions):
         output = row.output
         if not isinstance(output, str) or not output:
             continue  # nothing offending to attribute

@@ -82,7 +82,7 @@ class TokenScores:
 
 def _captum_llm():
     try:
-        from captum.attr import LLMAttribution
+        from captum.attr import LLMAttribution  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - captum is a dependency
         raise InvalidArgumentError("attribution needs captum: pip install 'captum>=0.7'") from exc
     return LLMAttribution

@@ -20,6 +20,14 @@ TOKEN_COLUMNS = ("interaction_id", "position", "token", "attribution", "full_sco
                  "model_version")
 
 
+def _records(frame: pd.DataFrame) -> list[Any]:
+    """Rows as attribute objects (typed ``Any``: the columns are documented, not typed)."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(**{str(k): v for k, v in r.items()})
+            for r in frame.to_dict(orient="records")]
+
+
 @dataclass(frozen=True)
 class Faithfulness:
     """Does deleting the top segment change the failure rate more than deleting random spans?
@@ -113,7 +121,7 @@ class AttributionResult:
         out = []
         common = {"method": self.method, "baseline": self.baseline, "target": self.target,
                   "model_version": self.model_version}
-        for row in self.rows.itertuples(index=False):
+        for row in _records(self.rows):
             if self.method == "ig":
                 details = row.details or {}
                 for position, token, score in zip(details.get("positions", []),

@@ -17,6 +17,7 @@ rendering replay uses) and :func:`segment_template` turns that into a captum tem
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -137,7 +138,8 @@ def analyst_segments(system_prompt: str | None, messages: Sequence[dict[str, Any
         A string not found, a span out of range, or overlapping segments.
     """
     last = _last_user(messages)
-    texts = {i: m.get("content") for i, m in enumerate(messages) if isinstance(m.get("content"), str)}
+    texts: dict[int, str] = {i: str(m.get("content")) for i, m in enumerate(messages)
+                             if isinstance(m.get("content"), str)}
     if system_prompt:
         texts[-1] = system_prompt
     found: list[Segment] = []
@@ -152,6 +154,7 @@ def analyst_segments(system_prompt: str | None, messages: Sequence[dict[str, Any
             start = texts[where].index(spec)
             found.append(Segment(f"analyst {n}", "analyst", where, start, start + len(spec), spec))
             continue
+        bounds: tuple[Any, Any]
         if isinstance(spec, dict):
             name, message = str(spec.get("name") or f"analyst {n}"), spec.get("message", last)
             bounds = (spec.get("start"), spec.get("end"))
@@ -173,7 +176,7 @@ def analyst_segments(system_prompt: str | None, messages: Sequence[dict[str, Any
                                        f"text (length {len(text)}) or empty")
         found.append(Segment(name, "analyst", int(message), start, end, text[start:end]))
     ordered = sorted(found, key=lambda s: (s.message, s.start))
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         if a.message == b.message and b.start < a.end:
             raise InvalidArgumentError(f"segments {a.name!r} and {b.name!r} overlap")
     names = [s.name for s in found]

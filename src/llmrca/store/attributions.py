@@ -61,7 +61,7 @@ def attribution_run(store: Store, run_id: str) -> dict[str, Any]:
     if frame.empty:
         raise NotFoundError(f"no attribution run '{run_id}' in store {store.path}; list them "
                             f"with `llmrca attribute --list INCIDENT`")
-    record = frame.iloc[0].to_dict()
+    record: dict[str, Any] = {str(k): v for k, v in frame.iloc[0].to_dict().items()}
     for column in ATTRIBUTION_RUNS.json_columns:
         record[column] = _loads(record[column])
     return record

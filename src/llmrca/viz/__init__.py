@@ -7,6 +7,7 @@ Figures are built without pyplot (no global figure state, nothing shown twice in
 matplotlib is imported when a figure is drawn, not when this package is imported.
 """
 
+from llmrca.viz.attribution import segment_bars_figure, token_heatmap_figure
 from llmrca.viz.figures import (
     containment_figure,
     logprob_figure,
@@ -17,5 +18,5 @@ from llmrca.viz.figures import (
     to_png,
 )
 
-__all__ = ["containment_figure", "logprob_figure", "rates_figure", "scope_figure", "show",
-           "timeline_figure", "to_png"]
+__all__ = ["containment_figure", "logprob_figure", "rates_figure", "scope_figure",
+           "segment_bars_figure", "show", "timeline_figure", "to_png", "token_heatmap_figure"]
