@@ -128,7 +128,26 @@ def _replace_request(system_prompt, messages, text: str):
     return system_prompt, messages, warning
 
 
-_ARITY = {"original": 0, "drop_system": 0, "drop_prefix": 1, "swap_prefix": 2, "replace_request": 1}
+@VARIANT_KINDS.register("drop_span")
+def _drop_span(system_prompt, messages, text: str):
+    """Delete the first occurrence of ``text`` from the last user turn (else the system prompt)."""
+    found = []
+
+    def edit(content):
+        if text and text in content:
+            found.append(True)
+            return content.replace(text, "", 1), None
+        return content, None
+    messages, warning = _edit_last_user(messages, edit)
+    if not found and system_prompt and text and text in system_prompt:
+        return system_prompt.replace(text, "", 1), messages, None
+    if not found:
+        warning = f"span {text!r} not in the prompt; variant equals the original"
+    return system_prompt, messages, warning
+
+
+_ARITY = {"original": 0, "drop_system": 0, "drop_prefix": 1, "swap_prefix": 2, "replace_request": 1,
+          "drop_span": 1}
 
 
 @dataclass(frozen=True)
@@ -165,7 +184,8 @@ class Variant:
     @classmethod
     def parse(cls, spec: str | Variant) -> Variant:
         """Parse ``original``, ``drop-system``, ``drop-prefix:TEXT``, ``swap-prefix:OLD=>NEW``,
-        ``replace-request:TEXT`` (dashes or underscores). Text keeps its spaces."""
+        ``replace-request:TEXT``, ``drop-span:TEXT`` (dashes or underscores). Text keeps its
+        spaces."""
         if isinstance(spec, Variant):
             return spec
         kind, sep, rest = str(spec).partition(":")
@@ -204,6 +224,12 @@ def drop_prefix(text: str) -> Variant:
 def swap_prefix(old: str, new: str) -> Variant:
     """Replace the prefix ``old`` of the last user turn by ``new``."""
     return Variant("swap_prefix", (old, new))
+
+
+def drop_span(text: str) -> Variant:
+    """Delete ``text`` (its first occurrence) from the last user turn, else from the system
+    prompt: the generic deletion an attribution's faithfulness check replays."""
+    return Variant("drop_span", (text,))
 
 
 def replace_request(text: str) -> Variant:

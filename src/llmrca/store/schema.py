@@ -369,6 +369,44 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             package_version VARCHAR NOT NULL,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (10, "attribution: per-interaction segment and token attributions, and attribution runs", [
+        # One attribution of one interaction's target to its prompt's segments (or tokens) under
+        # one version: attribution_id is a content id of model fingerprint, engine, rendered
+        # prompt, segments, method, baseline, target tokens and parameters, so a re-run computes
+        # only what is missing (llmrca.store.cache.compute_missing).
+        """CREATE TABLE attributions (
+            attribution_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            interaction_id VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            model_fingerprint VARCHAR NOT NULL,
+            engine VARCHAR NOT NULL,
+            method VARCHAR NOT NULL,
+            baseline VARCHAR NOT NULL,
+            target VARCHAR NOT NULL,
+            prompt_hash VARCHAR NOT NULL,
+            target_text VARCHAR NOT NULL,
+            contrast_text VARCHAR,
+            parameters JSON NOT NULL,
+            segments JSON NOT NULL,
+            scores JSON NOT NULL,
+            full_score DOUBLE,
+            empty_score DOUBLE,
+            details JSON,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # An attribution run: which attributions it holds, and its faithfulness check (the
+        # replay run ids the rates come from are inside).
+        """CREATE TABLE attribution_runs (
+            run_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            parameters JSON NOT NULL,
+            attribution_ids JSON NOT NULL,
+            faithfulness JSON,
+            info JSON NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

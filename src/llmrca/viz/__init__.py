@@ -7,6 +7,7 @@ Figures are built without pyplot (no global figure state, nothing shown twice in
 matplotlib is imported when a figure is drawn, not when this package is imported.
 """
 
+from llmrca.viz.attribution import segment_bars_figure, token_heatmap_figure
 from llmrca.viz.figures import (
     containment_figure,
     logprob_figure,
@@ -24,5 +25,5 @@ from llmrca.viz.internals import (
 )
 
 __all__ = ["containment_figure", "logprob_figure", "patching_figure", "probe_accuracy_figure",
-           "projection_figure", "rates_figure", "scope_figure", "show", "timeline_figure",
-           "to_png", "weight_diff_figure"]
+           "projection_figure", "rates_figure", "scope_figure", "segment_bars_figure", "show",
+           "timeline_figure", "to_png", "token_heatmap_figure", "weight_diff_figure"]
