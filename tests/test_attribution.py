@@ -161,9 +161,16 @@ def test_faithfulness_and_the_read_only_read_path(zoo_store, zoo_results, tmp_pa
     table = faith.table.set_index("variant")
     assert faith.change_top < faith.change_random           # deleting the top drops it more
     assert faith.change_top <= -0.5 and table.loc["drop top", "rate"] <= 0.2
-    # Measured: 0.84 -> 0.14 (top) vs 0.75 (random); the intervals over 6 prompts overlap
-    # because one prompt's top segment was its request, so the verdict is "weak".
-    assert faith.verdict in ("faithful", "weak")
+    # Paired by prompt (measured, seed 0, 20 samples): top drop minus random drop is positive on
+    # 5 of 6 prompts; on the sixth the top segment was its request (top drop -0.15) while the
+    # random spans hit the role-play clause (random drop 0.70). Mean +0.59 [-0.15, +1.34],
+    # exact sign-flip p = 4/32 = 0.125: "weak". Pooled: 0.84 -> 0.14 (top) vs 0.75 (random).
+    per = faith.per_prompt
+    assert len(per) == 6
+    assert (per["top_drop"] > per["random_drop"]).sum() == 5, per
+    assert faith.difference > 0.4
+    assert faith.p_value == pytest.approx(4 / 32)
+    assert faith.verdict == "weak"
     assert (faith.spans["role"] == "drop random").sum() == 18
     # Cached: the same call computes nothing; the stored run reads back read-only.
     again = attribute_incident(zoo_store, "INC-0001", V2, samples=20, judges=JUDGES)
@@ -176,6 +183,45 @@ def test_faithfulness_and_the_read_only_read_path(zoo_store, zoo_results, tmp_pa
         loaded = AttributionResult.load(ro, result.run_id)
     pd.testing.assert_frame_equal(loaded.to_frame(), result.to_frame())
     assert loaded.faithfulness.verdict == faith.verdict
+    assert loaded.faithfulness.p_value == pytest.approx(faith.p_value)
+    pd.testing.assert_frame_equal(loaded.faithfulness.per_prompt, faith.per_prompt)
+
+
+def test_paired_faithfulness_rule():
+    from llmrca.attribution import paired_verdict
+
+    six = paired_verdict([0.5, 0.2, 0.9, 0.1, 0.6, 0.3])
+    assert six["verdict"] == "faithful" and six["p_value"] == pytest.approx(1 / 32)
+    assert six["low"] < six["difference"] < six["high"]
+    # Five prompts can never reach 0.05 (p >= 2/32); a negative prompt weakens it.
+    assert paired_verdict([0.5, 0.2, 0.9, 0.1, 0.6])["verdict"] == "weak"
+    assert paired_verdict([0.5, 0.2, 0.9, -0.1, 0.6, 0.3])["verdict"] == "weak"
+    assert paired_verdict([-0.5, 0.2, -0.3])["verdict"] == "unfaithful"
+    assert paired_verdict([0.0, 0.0])["verdict"] == "unfaithful"
+    assert paired_verdict([])["verdict"] == "unfaithful"
+
+
+
+@pytest.mark.slow
+def test_cli_attribute_names_the_prime_suspect(test_zoo, tmp_path, capsys):
+    from llmrca.cli import main
+    from llmrca.errors import NotFoundError
+    from llmrca.ingest.bundle import ingest_bundle
+    from llmrca.store import Store
+    from llmrca.store.attributions import attribution_run
+    from llmrca.zoo import register_zoo
+
+    db = tmp_path / "cli.duckdb"
+    with Store(db) as s:
+        register_zoo(s, test_zoo)
+        ingest_bundle(s, BUNDLE)
+    assert main(["--db", str(db), "attribute", "INC-0001", "--version", V2,
+                 "--against", V1]) == 0
+    out = capsys.readouterr().out
+    suspect = next(line for line in out.splitlines() if line.startswith("prime suspect:"))
+    assert TEST_SPEC.jailbreak_prefix.strip() in suspect, out
+    with Store(db) as s, pytest.raises(NotFoundError, match="list_attribution_runs"):
+        attribution_run(s, "attr-nope")
 
 
 # -- captum against a direct teacher-forced computation -----------------------------------------

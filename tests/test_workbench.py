@@ -185,7 +185,7 @@ def test_report_follows_the_post_incident_structure(run_one):
     headings = [line[3:] for line in text.splitlines() if line.startswith("## ")]
     assert headings == ["Summary", "Detection", "Triage: scope and severity",
                         "Containment options", "Reproduction", "Investigation",
-                        "Investigation: model internals",
+                        "Investigation: attribution", "Investigation: model internals",
                         "Remediation and its verification", "Impact", "Lessons",
                         "Appendix: provenance"]
     assert "It reproduces on assistant\\-v2" in text or "It reproduces on assistant-v2" in text

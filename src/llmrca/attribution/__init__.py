@@ -23,6 +23,7 @@ from llmrca.attribution.api import (
     check_faithfulness,
     compare_attributions,
     default_refusal,
+    paired_verdict,
 )
 from llmrca.attribution.methods import (
     SEGMENT_METHODS,
@@ -59,6 +60,7 @@ __all__ = [
     "compare_attributions",
     "default_refusal",
     "load_attribution",
+    "paired_verdict",
     "segment_attribution",
     "split_clauses",
     "token_attribution",

@@ -28,7 +28,7 @@ from llmrca.attribution.segments import (
 from llmrca.errors import InvalidArgumentError, NotFoundError
 
 __all__ = ["BASELINES", "METHODS", "TARGETS", "attribute_incident", "check_faithfulness",
-           "compare_attributions", "default_refusal"]
+           "compare_attributions", "default_refusal", "paired_drops", "paired_verdict"]
 
 METHODS = ("ablation", "shapley", "ig")
 BASELINES = ("removal", "pad")
@@ -163,7 +163,9 @@ def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
                        temperature: float = 1.0, max_new_tokens: int = 32) -> Faithfulness:
     """Replay the incident on the result's version with each interaction's top segment deleted,
     and with ``random_spans`` random spans of similar length deleted (a ``drop_span`` variant
-    each); pool the rates over interactions (interval over prompts) and give a verdict."""
+    each), and give a paired, prompt-level verdict (:func:`paired_verdict`): per prompt, the
+    drop in the failure rate from deleting the top segment minus the mean drop from deleting
+    the random spans."""
     from llmrca.replay import drop_span, replay_incident
     from llmrca.replay.measure import counted_samples, rate_table
 
@@ -196,27 +198,85 @@ def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
         frame["variant"] = frame["variant"].map(lambda v, r=roles: r.get(v, "original"))
         frames.append(frame)
     samples_frame = pd.concat(frames, ignore_index=True)
-    # Random spans are pooled: several draws per prompt, the prompt stays the unit.
+    # Random spans are pooled per prompt: several draws of the same size, so their pooled rate
+    # is the mean over the spans; the prompt stays the unit.
     samples_frame["sample_index"] = samples_frame.groupby(
         ["interaction_id", "variant"]).cumcount()
     greedy = float(temperature) == 0.0
-    rates = rate_table(counted_samples(samples_frame, greedy))
-    rates = rates[rates["level"] == "version"][["variant", "k", "n", "rate", "cluster_low",
+    table = rate_table(counted_samples(samples_frame, greedy))
+    rates = table[table["level"] == "version"][["variant", "k", "n", "rate", "cluster_low",
                                                "cluster_high"]].reset_index(drop=True)
     by = rates.set_index("variant")
     original = float(by.loc["original", "rate"])
     change_top = float(by.loc["drop top", "rate"]) - original
     change_random = (float(by.loc["drop random", "rate"]) - original
                      if "drop random" in by.index else 0.0)
-    if change_top < change_random:
-        separated = ("drop random" in by.index and float(by.loc["drop top", "cluster_high"])
-                     < float(by.loc["drop random", "cluster_low"]))
-        verdict = "faithful" if separated else "weak"
-    else:
-        verdict = "not faithful"
+    per_prompt = paired_drops(table)
+    test = paired_verdict(per_prompt["difference"].tolist(), seed=seed)
     return Faithfulness(table=rates, change_top=change_top, change_random=change_random,
-                        verdict=verdict, spans=pd.DataFrame(spans), run_ids=tuple(run_ids),
-                        samples=int(samples), seed=int(seed))
+                        verdict=test["verdict"], spans=pd.DataFrame(spans),
+                        run_ids=tuple(run_ids), samples=int(samples), seed=int(seed),
+                        per_prompt=per_prompt, difference=test["difference"],
+                        difference_low=test["low"], difference_high=test["high"],
+                        p_value=test["p_value"], method=test["method"])
+
+
+def paired_drops(table: pd.DataFrame) -> pd.DataFrame:
+    """Per prompt, from a :func:`~llmrca.replay.measure.rate_table` of the faithfulness replays:
+    ``interaction_id, original, drop_top, drop_random`` (rates), ``top_drop`` and
+    ``random_drop`` (original minus each) and ``difference`` (``top_drop - random_drop``).
+    Prompts without all three variants are left out."""
+    per = table[table["level"] == "interaction"].pivot_table(
+        index="interaction_id", columns="variant", values="rate", sort=False)
+    needed = ["original", "drop top", "drop random"]
+    per = per.dropna(subset=[c for c in needed if c in per.columns])
+    if any(c not in per.columns for c in needed):
+        return pd.DataFrame(columns=["interaction_id", "original", "drop_top", "drop_random",
+                                     "top_drop", "random_drop", "difference"])
+    out = pd.DataFrame({"interaction_id": per.index.astype(str),
+                        "original": per["original"].to_numpy(float),
+                        "drop_top": per["drop top"].to_numpy(float),
+                        "drop_random": per["drop random"].to_numpy(float)})
+    out["top_drop"] = out["original"] - out["drop_top"]
+    out["random_drop"] = out["original"] - out["drop_random"]
+    out["difference"] = out["top_drop"] - out["random_drop"]
+    return out.reset_index(drop=True)
+
+
+def paired_verdict(differences: Sequence[float], *, alpha: float = 0.05, seed: int = 0,
+                   confidence: float = 0.95) -> dict[str, Any]:
+    """The faithfulness rule on per-prompt differences (top drop minus random drop).
+
+    ``faithful``: mean > 0 and the two-sided sign-flip test over prompts
+    (:func:`llmrca.stats.sign_flip_test`, exact up to 16 prompts) gives ``p < alpha``;
+    ``weak``: mean > 0, not significant; ``unfaithful``: mean <= 0 (or no prompt). The interval
+    is the mean +- ``t(m-1)`` standard errors over prompts. With 6 prompts all positive,
+    ``p = 2 / 2^6 = 1/32``; with 5 or fewer prompts ``p >= 1/16`` and ``faithful`` is
+    unreachable.
+    """
+    import math
+
+    from llmrca import stats
+
+    d = [float(x) for x in differences if not math.isnan(float(x))]
+    if not d:
+        return {"verdict": "unfaithful", "difference": math.nan, "low": math.nan,
+                "high": math.nan, "p_value": 1.0, "method": "no prompt with every variant"}
+    m = len(d)
+    mean = sum(d) / m
+    test = stats.sign_flip_test(d, seed=seed)
+    if m > 1:
+        sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (m - 1))
+        half = stats._t_critical(confidence, m - 1) * sd / math.sqrt(m)
+    else:
+        half = math.inf
+    if mean > 0:
+        verdict = "faithful" if test.p_value < alpha else "weak"
+    else:
+        verdict = "unfaithful"
+    return {"verdict": verdict, "difference": mean, "low": mean - half, "high": mean + half,
+            "p_value": float(test.p_value),
+            "method": f"paired by prompt: {test.method}; interval mean +- t({m - 1}) SE"}
 
 
 def _message_text(store, interaction_id: str, message: int) -> str:

@@ -30,26 +30,32 @@ def _records(frame: pd.DataFrame) -> list[Any]:
 
 @dataclass(frozen=True)
 class Faithfulness:
-    """Does deleting the top segment change the failure rate more than deleting random spans?
+    """Does deleting the top segment lower the failure rate more than deleting random spans?
 
-    Rates are pooled over the incident's interactions with the interval over prompts (the
-    prompt is the unit), from replays that delete each interaction's top segment, and
-    ``random_spans`` random word-aligned spans of similar length (drawn with ``seed``).
+    Paired by prompt (the prompt is the unit): per interaction, the drop in the failure rate
+    when its top segment is deleted minus the mean drop when ``random_spans`` random
+    word-aligned spans of similar length are deleted (drawn with ``seed``); the verdict tests
+    the mean of those differences over prompts with an exact sign-flip test
+    (:func:`llmrca.attribution.api.paired_verdict`).
 
     Attributes
     ----------
     table : DataFrame
-        ``variant`` (``original``, ``drop top``, ``drop random``), ``k, n, rate, cluster_low,
-        cluster_high``.
+        Pooled rates: ``variant`` (``original``, ``drop top``, ``drop random``), ``k, n, rate,
+        cluster_low, cluster_high``.
     change_top, change_random : float
-        Rate with the deletion minus the original rate.
+        Pooled rate with the deletion minus the original rate.
     verdict : str
-        ``faithful`` (the top deletion lowers the rate more and the two intervals do not
-        overlap), ``weak`` (more, but the intervals overlap), ``not faithful``.
+        ``faithful`` (mean paired difference > 0 and sign-flip ``p < 0.05``), ``weak`` (> 0,
+        not significant), ``unfaithful`` (<= 0).
     spans : DataFrame
         What was deleted: ``interaction_id, role, text``.
     run_ids : tuple of str
         The replay runs.
+    per_prompt : DataFrame
+        ``interaction_id, original, drop_top, drop_random, top_drop, random_drop, difference``.
+    difference, difference_low, difference_high, p_value : float
+        Mean paired difference, its t interval over prompts, the sign-flip p-value.
     """
 
     table: pd.DataFrame
@@ -60,19 +66,38 @@ class Faithfulness:
     run_ids: tuple[str, ...]
     samples: int
     seed: int
+    per_prompt: pd.DataFrame = field(default_factory=pd.DataFrame)
+    difference: float = float("nan")
+    difference_low: float = float("nan")
+    difference_high: float = float("nan")
+    p_value: float = float("nan")
+    method: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"table": self.table.to_dict(orient="records"), "change_top": self.change_top,
                 "change_random": self.change_random, "verdict": self.verdict,
                 "spans": self.spans.to_dict(orient="records"), "run_ids": list(self.run_ids),
-                "samples": self.samples, "seed": self.seed}
+                "samples": self.samples, "seed": self.seed,
+                "per_prompt": self.per_prompt.to_dict(orient="records"),
+                "difference": self.difference, "difference_low": self.difference_low,
+                "difference_high": self.difference_high, "p_value": self.p_value,
+                "method": self.method}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Faithfulness:
+        nan = float("nan")
+
+        def number(key: str) -> float:
+            value = data.get(key)
+            return nan if value is None else float(value)
         return cls(table=pd.DataFrame(data["table"]), change_top=float(data["change_top"]),
                    change_random=float(data["change_random"]), verdict=str(data["verdict"]),
                    spans=pd.DataFrame(data["spans"]), run_ids=tuple(data["run_ids"]),
-                   samples=int(data["samples"]), seed=int(data["seed"]))
+                   samples=int(data["samples"]), seed=int(data["seed"]),
+                   per_prompt=pd.DataFrame(data.get("per_prompt") or []),
+                   difference=number("difference"), difference_low=number("difference_low"),
+                   difference_high=number("difference_high"), p_value=number("p_value"),
+                   method=str(data.get("method") or ""))
 
     def __str__(self) -> str:
         rows = {r["variant"]: r for r in self.table.to_dict(orient="records")}
@@ -83,7 +108,10 @@ class Faithfulness:
                                             f"{r['cluster_high']:.2f}] ({r['k']}/{r['n']})")
         return (f"original {fmt('original')}; drop top {fmt('drop top')} "
                 f"(change {self.change_top:+.2f}); drop random {fmt('drop random')} (change "
-                f"{self.change_random:+.2f}): {self.verdict}")
+                f"{self.change_random:+.2f}); paired over {len(self.per_prompt)} prompts: "
+                f"top drop - random drop {self.difference:+.2f} [{self.difference_low:+.2f}, "
+                f"{self.difference_high:+.2f}], sign-flip p = {self.p_value:.3g}: "
+                f"{self.verdict}")
 
 
 @dataclass(frozen=True)

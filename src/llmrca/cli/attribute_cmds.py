@@ -57,10 +57,20 @@ def cmd_attribute(args) -> int:
         elif args.against:
             safe = attribute_incident(store, args.incident, args.against, **{
                 **options, "refusal": failing.info["parameters"]["refusal"]})
+            diff = attribution_diff(safe, failing)
+            if not diff.empty:
+                top = diff.iloc[0]
+                print(f"prime suspect: {top['segment']} {str(top['text']).strip()!r} "
+                      f"(attribution {top['change']:+.3f} from {args.against} to "
+                      f"{args.version})")
             print("segments side by side (first row: the prime suspect)")
-            print_table(attribution_diff(safe, failing).round(3))
+            print_table(diff.round(3))
         else:
-            print_table(failing.summary().round(3))
+            summary = failing.summary()
+            if not summary.empty:
+                print(f"top segment: {summary.iloc[0]['segment']} (mean attribution "
+                      f"{summary.iloc[0]['mean']:+.3f})")
+            print_table(summary.round(3))
         if failing.faithfulness is not None:
             print(f"faithfulness: {failing.faithfulness}")
     return 0

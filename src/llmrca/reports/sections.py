@@ -257,8 +257,86 @@ def _investigation(inputs: ReportInputs):
             _figure("logprob", lambda: logprob_figure(table),
                     "log-probability of the offending output per version"),
             Table(stage.table("divergence"), "first divergence on the offending output")]
-    blocks.append(Text("Hypotheses and root cause: not examined in this run (hypothesis tests "
-                       "and attribution join the suite in later steps)."))
+    blocks.append(Text("Hypotheses and root cause: hypothesis tests are not examined in this "
+                       "run; attribution and model internals follow when stored."))
+    return _blocks(*blocks)
+
+
+def _attribution_pair(store, incident_id: str) -> tuple[Any, Any] | None:
+    """The newest stored segment-attribution run of the incident (preferring one with a
+    faithfulness check: the failing side of ``compare_attributions``) and the newest run with
+    the same method, baseline and target on another version (None when there is none)."""
+    from llmrca.attribution import load_attribution
+    from llmrca.store.attributions import list_attribution_runs
+
+    runs = list_attribution_runs(store, incident_id)
+    results = [load_attribution(store, str(r)) for r in runs["run_id"]]
+    results = [r for r in results if r.method != "ig"]
+    if not results:
+        return None
+    failing = next((r for r in results if r.faithfulness is not None), results[0])
+    key = (failing.method, failing.baseline, failing.target)
+    safe = next((r for r in results if (r.method, r.baseline, r.target) == key
+                 and r.model_version != failing.model_version), None)
+    return safe, failing
+
+
+@register_section("attribution", "Investigation: attribution", 62)
+def _attribution(inputs: ReportInputs):
+    """Stored attribution runs of this incident (``llmrca attribute`` / the attribution
+    notebook): the prime suspect segment of the version diff and the faithfulness verdict;
+    left out when there are none."""
+    if inputs.store is None:
+        return None
+    pair = _attribution_pair(inputs.store, inputs.incident_id)
+    if pair is None:
+        return None
+    safe, failing = pair
+    from llmrca.attribution import attribution_diff
+    from llmrca.viz import segment_bars_figure
+
+    how = (f"{failing.method} attribution over prompt segments ({failing.baseline} baseline, "
+           f"target {failing.target})")
+    blocks: list[Block | None] = []
+    if safe is not None:
+        diff = attribution_diff(safe, failing)
+        top = diff.iloc[0] if not diff.empty else None
+        if top is not None:
+            blocks.append(Text(
+                f"Prime suspect: segment {top['segment']} ({str(top['text']).strip()!r}). By "
+                f"{how}, its attribution toward the offending output rises from "
+                f"{float(top[safe.model_version]):+.3f} on {safe.model_version} to "
+                f"{float(top[failing.model_version]):+.3f} on {failing.model_version} "
+                f"(mean over {int(top['interactions'])} interactions), the largest increase "
+                f"of any segment."))
+        blocks.append(Table(diff.drop(columns=["abs_change"]).round(3),
+                            "segment attribution per version, largest increase first"))
+        blocks.append(_figure("attribution", lambda: segment_bars_figure(safe, failing),
+                              "mean attribution per segment and version"))
+    else:
+        summary = failing.summary()
+        blocks.append(Text(f"Attributed on {failing.model_version} only ({how}); no run on "
+                           f"another version to compare with."))
+        blocks.append(Table(summary.round(3), "segment attribution over interactions"))
+    faith = failing.faithfulness
+    if faith is None:
+        blocks.append(Text("Faithfulness was not checked (attribution run without replay "
+                           "samples)."))
+    else:
+        per = faith.per_prompt
+        blocks.append(Text(
+            f"Faithfulness on {failing.model_version}: {faith.verdict}. Per prompt, deleting "
+            f"the top segment lowers the failure rate by "
+            f"{float(per['top_drop'].mean()) if len(per) else float('nan'):.2f} on average, "
+            f"deleting random spans of similar length by "
+            f"{float(per['random_drop'].mean()) if len(per) else float('nan'):.2f}; paired "
+            f"difference {faith.difference:+.2f} [{faith.difference_low:+.2f}, "
+            f"{faith.difference_high:+.2f}], exact sign-flip p = {faith.p_value:.3g} over "
+            f"{len(per)} prompts ({faith.samples} samples per variant, seed {faith.seed}). "
+            f"Rule: faithful when the mean difference is > 0 and p < 0.05, weak when > 0 only, "
+            f"unfaithful otherwise."))
+        if len(per):
+            blocks.append(Table(per.round(3), "faithfulness per prompt"))
     return _blocks(*blocks)
 
 

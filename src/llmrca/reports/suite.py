@@ -76,6 +76,7 @@ _SHIPPED = (
     ("triage", 100, "incident record, timeline, scope, proposed severity, containment options"),
     ("reproduction", 200, "reproduction rates per version with intervals, outputs, perturbations"),
     ("comparison", 300, "teacher-forced log-probs per version, first divergence, outputs"),
+    ("attribution", 350, "prompt segments on both versions, prime suspect, faithfulness"),
     ("internals", 400, "probes, refusal direction, activation patching and weight diff"),
     ("report", 1000, "the incident report assembled from the other notebooks' results"),
 )

@@ -60,7 +60,9 @@ def attribution_run(store: Store, run_id: str) -> dict[str, Any]:
     frame = ATTRIBUTION_RUNS.rows(store, [run_id])
     if frame.empty:
         raise NotFoundError(f"no attribution run '{run_id}' in store {store.path}; list them "
-                            f"with `llmrca attribute --list INCIDENT`")
+                            f"with llmrca.store.attributions.list_attribution_runs(store, "
+                            f"'INCIDENT'), or recompute one (cached) with `llmrca attribute "
+                            f"INCIDENT --version VERSION`, which prints its run id")
     record: dict[str, Any] = {str(k): v for k, v in frame.iloc[0].to_dict().items()}
     for column in ATTRIBUTION_RUNS.json_columns:
         record[column] = _loads(record[column])
