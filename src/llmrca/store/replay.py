@@ -45,39 +45,15 @@ def _writable(store: Store, what: str) -> None:
                          f"writing, or read a stored run with load_replay / `llmrca runs show`")
 
 
-def _as_json(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(list(value) if isinstance(value, tuple) else value, ensure_ascii=False)
-
-
 def _insert_rows(store: Store, table: str, columns: Sequence[str], rows: Iterable[dict]) -> int:
-    records = [{c: (_as_json(r.get(c)) if c in _JSON_COLUMNS else r.get(c)) for c in columns}
-               for r in rows]
-    if not records:
+    """Insert rows (existing keys skipped) through the same writer as the content tables."""
+    rows = list(rows)
+    if not rows:
         return 0
-    frame = pd.DataFrame.from_records(records, columns=list(columns))
-    for column in columns:
-        if column in _JSON_COLUMNS or frame[column].dtype == object:
-            frame[column] = frame[column].astype(object)
-    _writable(store, f"write {len(records)} row(s) to {table}")
-    view = f"_llmrca_{table}"
-    names = ", ".join(columns)
-    try:
-        with store.transaction() as con:
-            con.register(view, frame)
-            try:
-                inserted = con.execute(f"INSERT OR IGNORE INTO {table} ({names}) "
-                                       f"SELECT {names} FROM {view}").fetchall()
-            finally:
-                con.unregister(view)
-    except StoreError:
-        raise
-    except Exception as exc:  # a duckdb.Error: name the table, no raw traceback
-        raise StoreError(f"store {store.path}: writing {table} failed: {exc}") from exc
-    return int(inserted[0][0]) if inserted else 0
+    _writable(store, f"write {len(rows)} row(s) to {table}")
+    writer = ContentTable(table, columns[0], tuple(columns),
+                          frozenset(_JSON_COLUMNS & set(columns)))
+    return writer.write(store, rows)
 
 
 # -- incident reads ---------------------------------------------------------------------------------
