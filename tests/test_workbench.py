@@ -219,6 +219,8 @@ def test_html_has_no_scripts_and_embeds_figures(run_one):
     assert len(images) >= 5
     for code in ("ctx = setup(", "build_report(", "from llmrca", "incident_id: str"):
         assert code not in html, code                       # code cells hidden
+    # The notebook's own how-to and its setup output are not part of the report.
+    assert "Assembled from the other notebooks" not in html and "NotebookContext(" not in html
 
 
 def test_rerun_reuses_the_cached_replays(run_one, zoo_db, out_dir):

@@ -300,6 +300,10 @@ def sanitize_html(text: str) -> str:
     return str(soup)
 
 
+#: Cells tagged so are left out of ``report.html`` (the notebook's own instructions).
+REMOVE_TAG = "remove-from-report"
+
+
 def export_html(notebook_path: Path, html_path: Path, title: str = "") -> Path:
     """An executed notebook as a self-contained HTML page: inputs and prompts hidden, figures
     embedded as data URIs (nbconvert's default for image outputs), no scripts."""
@@ -307,6 +311,10 @@ def export_html(notebook_path: Path, html_path: Path, title: str = "") -> Path:
     from nbconvert import HTMLExporter
 
     notebook = nbformat.read(str(notebook_path), as_version=4)
+    # The notebook's own how-to (what it reads, the setup call) is for whoever opens it, not for
+    # the report's readers.
+    notebook.cells = [cell for cell in notebook.cells
+                      if REMOVE_TAG not in cell.get("metadata", {}).get("tags", [])]
     exporter = HTMLExporter(template_name="classic")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
