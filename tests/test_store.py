@@ -219,6 +219,23 @@ def test_ctrl_c_during_commit_says_the_work_was_committed(tmp_path):
 
 
 @pytest.mark.slow
+def _has_open(pid: int, path: str) -> bool:
+    """Whether process ``pid`` holds ``path`` open (Linux: /proc/<pid>/fd)."""
+    import os
+
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def test_sigint_during_an_ingest_leaves_the_store_as_it_was(tmp_path):
     import signal
 
@@ -237,7 +254,13 @@ def test_sigint_during_an_ingest_leaves_the_store_as_it_was(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "llmrca.cli", "--db", str(db), "ingest",
                              str(bundle)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
-    time.sleep(2.5)                       # imports done, the log is being read
+    # Interrupt while the log is being read: wait until the child has the log file open (a
+    # fixed sleep raced with a fast machine, which finished the ingest first).
+    log = str((bundle / "logs.jsonl").resolve())
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None and not _has_open(proc.pid, log):
+        time.sleep(0.005)
+    time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, f"the ingest was not interrupted (exit {proc.returncode}): {err}"
