@@ -338,9 +338,9 @@ def _file_set(store: Store, path: str | Path) -> tuple[str, tuple[str, ...]]:
         try:
             ingest_file(store, file, incident_id=incident_id)
         except BaseException:
-            with store.transaction() as con:  # no half-made set left behind
-                con.execute("DELETE FROM interactions WHERE incident_id = ?", [incident_id])
-                con.execute("DELETE FROM incidents WHERE incident_id = ?", [incident_id])
+            from llmrca.store.ingest_writes import delete_incident
+
+            delete_incident(store, incident_id)   # no half-made set left behind
             raise
         interactions_table.set_roles(store, incident_id, [])
     return incident_id, _ids(store, incident_id, "context")

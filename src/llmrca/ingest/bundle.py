@@ -316,15 +316,12 @@ def ingest_file(store: Store, path: str | Path, *, incident_id: str | None = Non
     file = _existing_file(path)
     run_id = uuid.uuid4().hex
     with store.transaction():
-        found = store.con.execute(
-            "SELECT personal_fields FROM incidents WHERE incident_id = ?", [incident_id]
-        ).fetchall()
-        if not found:
+        personal = writes.incident_personal_fields(store, incident_id)
+        if personal is None:
             raise NotFoundError(
                 f"incident '{incident_id}' is not in the store; create it with `llmrca "
                 f"incidents create {incident_id} --title ... --category ...` (or ingest its "
                 "bundle, with incident.yaml) first")
-        personal = json.loads(found[0][0] or "[]")
         if kind == "interactions":
             result = _ingest_interactions(store, file, incident_id, format_name, personal,
                                           skip_invalid, run_id)

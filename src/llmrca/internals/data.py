@@ -108,10 +108,9 @@ def requests_from_training(store, version: str, *, judge: str = "refusal",
         The version has no stored training examples, or they hold only one class.
     """
     from llmrca.judges import get_judge
+    from llmrca.store.model_versions import training_rows
 
-    rows = store.con.execute(
-        "SELECT example_id, CAST(messages AS VARCHAR), completion FROM training_examples "
-        "WHERE model_version = ? ORDER BY example_id", [version]).fetchall()
+    rows = training_rows(store, version)
     seen: dict[tuple[str | None, str], tuple[str, str]] = {}
     for example_id, messages_json, completion in rows:
         messages = json.loads(messages_json) if messages_json else []

@@ -687,3 +687,17 @@ def set_model_deployment(store: Store, name: str, *, deployed_from: datetime | N
         "notes = coalesce(?, notes), updated_at = current_timestamp WHERE name = ?",
         [deployed_from, deployed_to, parent, notes, name]).fetchall()[0][0]
     return bool(changed)
+
+
+def incident_personal_fields(store: Store, incident_id: str) -> list[str] | None:
+    """The incident's ``personal_fields``, or None when the incident is not in the store."""
+    found = store.con.execute("SELECT personal_fields FROM incidents WHERE incident_id = ?",
+                              [incident_id]).fetchall()
+    return None if not found else list(json.loads(found[0][0] or "[]"))
+
+
+def delete_incident(store: Store, incident_id: str) -> None:
+    """Remove an incident and its interactions (a half-made one after a failed ingest)."""
+    with store.transaction() as con:
+        con.execute("DELETE FROM interactions WHERE incident_id = ?", [incident_id])
+        con.execute("DELETE FROM incidents WHERE incident_id = ?", [incident_id])

@@ -76,3 +76,11 @@ def training_messages(store: Store, version: str) -> dict[str, Any]:
         "WHERE model_version = ?", [version]).fetchall()
     return {example_id: None if messages is None else json.loads(messages)
             for example_id, messages in rows}
+
+
+def training_rows(store: Store, version: str) -> list[tuple[str, str | None, str | None]]:
+    """``(example_id, messages as JSON text, completion)`` of a version's training examples,
+    ordered by id."""
+    return [(str(r[0]), r[1], r[2]) for r in store.con.execute(
+        "SELECT example_id, CAST(messages AS VARCHAR), completion FROM training_examples "
+        "WHERE model_version = ? ORDER BY example_id", [version]).fetchall()]
