@@ -197,6 +197,27 @@ class InvalidArgumentError(LlmrcaError, ValueError):
     """
 
 
+class BackendUnavailableError(LlmrcaError, RuntimeError):
+    """A replay backend cannot run on this machine (a package or a device is missing).
+
+    Attributes
+    ----------
+    backend : str
+        The backend asked for (``vllm``).
+    missing : tuple of str
+        What is missing, one phrase each ("the Python package vllm", "a CUDA GPU").
+    install : str
+        How to get it.
+    """
+
+    def __init__(self, backend: str, missing: Iterable[str], install: str):
+        self.backend = backend
+        self.missing = tuple(missing)
+        self.install = install
+        super().__init__(f"replay backend '{backend}' is unavailable on this machine: "
+                         f"missing {' and '.join(self.missing)}. {install}")
+
+
 class NotebookExecutionError(LlmrcaError, RuntimeError):
     """A cell of a workbench notebook failed during ``llmrca run``.
 

@@ -35,7 +35,9 @@ def _common(parser, *, variants: bool) -> None:
                              "truncating them (keeps the system prompt and the last turns)")
     parser.add_argument("--batch-size", type=int, default=16,
                         help="largest generation batch (halved on out-of-memory; default 16)")
-    parser.add_argument("--backend", default="transformers", help="replay backend")
+    parser.add_argument("--backend", default="transformers",
+                        help="replay backend: transformers (in-process, default) or vllm "
+                             "(a CUDA GPU with the llmrca[vllm] extra; see docs/scale.md)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the best available)")
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: float32 on every "
                                         "device)")

@@ -321,3 +321,7 @@ class TransformersBackend(ReplayBackend):
         return [GeneratedSample(tuple(tokens[r]),
                                 self.tokenizer.decode(tokens[r], skip_special_tokens=True),
                                 tuple(logprobs[r]), finish[r]) for r in range(rows)]
+
+
+# The other built-in backends register themselves on import (each imports its engine lazily).
+import llmrca.replay.vllm_backend  # noqa: F401

@@ -135,10 +135,18 @@ def resolve_versions(store, versions: Sequence[Any], *, backend: str, batch_size
 
 
 def backend_class(name: str) -> Any:
-    """The backend class (fails with the list of valid names), without importing torch."""
+    """The backend class (fails with the list of valid names), without importing torch.
+
+    A backend that needs more than this machine has (vLLM: the package and a CUDA GPU) says so
+    here, through its ``check_available`` classmethod, before any weights load.
+    """
     from llmrca.replay.backends import BACKENDS
 
-    return BACKENDS.get(name)
+    cls = BACKENDS.get(name)
+    check = getattr(cls, "check_available", None)
+    if check is not None:
+        check()
+    return cls
 
 
 def load_handles(store, handles: list[VersionHandle], *, backend: str, batch_size: int,
