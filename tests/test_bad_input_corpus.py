@@ -217,6 +217,27 @@ def _parquet_logs(tmp: Path) -> list[str]:
     return argv
 
 
+def _guardrail_rows(values: str) -> str:
+    return f"SELECT * FROM (VALUES {values}) v(timestamp, decision, score)"
+
+
+def _in_place(*selects: str, kind: str = "guardrail") -> Callable[[Path], list[str]]:
+    """Parquet files made by SQL queries in one folder, registered in place for INC-0001."""
+    def build(tmp: Path) -> list[str]:
+        import duckdb
+
+        folder = tmp / "logs"
+        folder.mkdir()
+        con = duckdb.connect()
+        for i, select in enumerate(selects):
+            target = str(folder / f"part-{i}.parquet").replace("'", "''")
+            con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet)")
+        con.close()
+        return ["ingest", "--in-place", str(folder / "part-*.parquet"), "--incident",
+                "INC-0001", "--kind", kind]
+    return build
+
+
 def _truncated_store(size: Callable[[int], int]) -> Callable[[Path], list[str]]:
     def build(tmp: Path) -> list[str]:
         whole = tmp / "store.duckdb"       # the test's copy of the base store
@@ -392,6 +413,30 @@ CASES = [
         "timestamp,decision,score\n" + f"{T0},block,0.5\n{T0},block,inf\n",
         "guardrail_logs.csv"), file="guardrail_logs.csv", line=3, field="score",
          match="a finite number"),
+    Case("in place: a glob that matches nothing", lambda tmp: [
+        "ingest", "--in-place", str(tmp / "none-*.parquet"), "--incident", "INC-0001"],
+         file="none-*.parquet", match="at least one Parquet file"),
+    Case("in place: a file that is not Parquet", lambda tmp: [
+        "ingest", "--in-place", str(_write(tmp / "fake.parquet", "PAR1 but no")),
+        "--incident", "INC-0001"], file="fake.parquet", match="readable Parquet"),
+    Case("in place: a second file with a column of another type", _in_place(
+        _guardrail_rows("('2026-10-13T10:00:00Z', 'block', 0.5)"),
+        _guardrail_rows("('2026-10-13T10:00:00Z', 'block', 'high')")),
+         file="part-1.parquet", field="score", match="as in"),
+    Case("in place: a second file without a column", _in_place(
+        _guardrail_rows("('2026-10-13T10:00:00Z', 'block', 0.5)"),
+        "SELECT * FROM (VALUES ('2026-10-13T10:00:00Z', 'block')) v(timestamp, decision)"),
+         file="part-1.parquet", field="score", match="missing"),
+    Case("in place: a bad guardrail decision", _in_place(_guardrail_rows(
+        "('2026-10-13T10:00:00Z', 'block', 0.5), ('2026-10-13T10:01:00Z', 'ok', 0.1)")),
+         file="part-0.parquet", line=2, field="decision"),
+    Case("in place: logs of an unknown incident", lambda tmp: [
+        "ingest", "--in-place", str(tmp), "--incident", "NOPE"], match="NOPE"),
+    Case("in place: without --incident", lambda tmp: [
+        "ingest", "--in-place", str(tmp)], code=2, match="--incident"),
+    Case("in place: a path and --in-place", lambda tmp: [
+        "ingest", str(tmp), "--in-place", str(tmp), "--incident", "INC-0001"], code=2,
+         match="not both"),
     Case("guardrail: score NaN in Parquet", _parquet_logs, file="guardrail_logs.parquet", line=2,
          field="score", match="a finite number"),
     Case("logs: a byte that is not UTF-8", _logs(

@@ -16,7 +16,15 @@ def add_parser(subparsers) -> None:
         description="Ingest an incident bundle: incident.yaml plus any of interactions.jsonl, "
                     "logs.{jsonl,csv,parquet}, guardrail_logs.{...}, models.yaml, "
                     "training_data/<version>.jsonl. All or nothing unless --skip-invalid.")
-    parser.add_argument("path", help="bundle folder, or a single file with --incident")
+    parser.add_argument("path", nargs="?",
+                        help="bundle folder, or a single file with --incident")
+    parser.add_argument("--in-place", metavar="PATH_OR_GLOB",
+                        help="register Parquet logs where they are (a file, a folder, a glob, or "
+                             "a URL your DuckDB reads, e.g. s3://... with httpfs) for "
+                             "--incident, after a scan with the ingest's checks; they are "
+                             "queried through views, never copied (--kind logs or guardrail)")
+    parser.add_argument("--scan-only", action="store_true",
+                        help="with --in-place: report the scan, register nothing")
     parser.add_argument("--format", dest="format_name", choices=FORMATS.available(),
                         help="format of the interactions (default: detected)")
     parser.add_argument("--skip-invalid", action="store_true",
@@ -30,8 +38,18 @@ def add_parser(subparsers) -> None:
 
 
 def cmd_ingest(args) -> int:
+    from llmrca.errors import InvalidArgumentError
     from llmrca.ingest import ingest_bundle, ingest_file
 
+    if args.in_place is not None:
+        if args.path is not None:
+            raise InvalidArgumentError("give either PATH or --in-place PATH_OR_GLOB, not both")
+        return _ingest_in_place(args)
+    if args.path is None:
+        raise InvalidArgumentError("a bundle folder or file to ingest (PATH), or --in-place "
+                                   "PATH_OR_GLOB")
+    if args.scan_only:
+        raise InvalidArgumentError("--scan-only goes with --in-place")
     path = Path(args.path)
     if not path.exists():
         from llmrca.errors import ValidationError
@@ -50,4 +68,18 @@ def cmd_ingest(args) -> int:
     if report.rejected:
         print(f"{report.rejected} invalid row(s) skipped; see table ingest_rejects "
               f"(run {report.run_id[:12]})")
+    return 0
+
+
+def _ingest_in_place(args) -> int:
+    from llmrca.errors import InvalidArgumentError
+    from llmrca.ingest import ingest_in_place
+
+    if not args.incident:
+        raise InvalidArgumentError("logs in place belong to an incident: give --incident ID")
+    kind = "logs" if args.kind == "interactions" else args.kind
+    with store_from(args) as store:
+        report = ingest_in_place(store, args.in_place, incident_id=args.incident, kind=kind,
+                                 skip_invalid=args.skip_invalid, scan_only=args.scan_only)
+    print(report.summary())
     return 0

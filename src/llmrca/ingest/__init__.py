@@ -13,16 +13,19 @@ from llmrca.ingest.bundle import (
     ingest_training_file,
 )
 from llmrca.ingest.formats import FORMATS, InteractionFormat, read_interactions, register_format
+from llmrca.ingest.in_place import InPlaceReport, ingest_in_place
 from llmrca.ingest.records import InteractionRecord
 
 __all__ = [
     "FORMATS",
+    "InPlaceReport",
     "IngestReport",
     "InteractionFormat",
     "InteractionRecord",
     "find_bundle_files",
     "ingest_bundle",
     "ingest_file",
+    "ingest_in_place",
     "ingest_training_file",
     "read_interactions",
     "register_format",

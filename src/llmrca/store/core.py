@@ -272,10 +272,11 @@ class Store:
         return out
 
     def table_counts(self) -> dict[str, int]:
-        """Row counts of every table of the store."""
+        """Row counts of every table of the store (views, such as those over logs in place, are
+        not tables: counting one would read the files it names)."""
         names = [r[0] for r in self.con.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-            "ORDER BY table_name").fetchall()]
+            "AND table_type = 'BASE TABLE' ORDER BY table_name").fetchall()]
         return {name: self.count(name) for name in names}
 
 

@@ -180,7 +180,7 @@ def _hashed(expr: str, salt_param: str = "$salt") -> str:
     return f"CASE WHEN {expr} IS NULL THEN NULL ELSE sha256({salt_param} || {expr}) END"
 
 
-def _scrub_patch(personal: Sequence[str], known: Sequence[str]) -> str:
+def _scrub_patch(personal: Sequence[str], known: Sequence[str], salt: str = "$salt") -> str:
     """A JSON merge patch that drops mapped fields and replaces extra personal ones by hashes."""
     items = []
     for name in known:
@@ -189,7 +189,7 @@ def _scrub_patch(personal: Sequence[str], known: Sequence[str]) -> str:
         if name in known:
             continue
         value = f"json_extract_string(j, {_literal('$.' + json.dumps(name))})"
-        items.append(f"{_literal(name)}, {_hashed(value)}")
+        items.append(f"{_literal(name)}, {_hashed(value, salt)}")
     return f"json_object({', '.join(items)})" if items else "'{}'::JSON"
 
 
@@ -478,19 +478,33 @@ def log_event_id_scheme(store: Store) -> str:
     return str(found[0][0]) if found else "sha256"
 
 
-def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, run_id: str,
-                    personal_fields: Sequence[str] = (), skip_invalid: bool = False,
-                    display: str | None = None) -> FileIngestResult:
-    """Stream a production or guardrail log file into ``log_events``.
+@dataclass(frozen=True)
+class LogRowSql:
+    """The SQL that checks and maps a log row, shared by the copying ingest and the in-place views.
 
-    Parameters
-    ----------
-    stream : {"logs", "guardrail"}
-        Guardrail logs must carry a ``decision``.
-    personal_fields : sequence of str
-        Extra keys of a row to hash (``user_id`` and ``session_id`` always are).
+    ``paths`` are the JSON paths extracted into ``f``; ``case`` is NULL for a good row or the
+    struct ``{field, expected, got}`` of its first fault; ``select`` lists the ``log_events``
+    columns (event_id ... attributes) computed from a row of ``good`` (``line``, ``raw``, ``f``,
+    ``j``).
     """
-    display = display or str(path)
+
+    paths: list[str]
+    case: str
+    select: str
+
+
+def log_row_sql(store: Store, stream: str, personal_fields: Sequence[str] = (), *,
+                incident: str = "$incident_id", stream_value: str = "$stream",
+                source_file: str = "$display", salt: str = "$salt",
+                check_unencodable: bool = True) -> LogRowSql:
+    """The checks and the column mapping of a log row of ``stream`` (``logs`` or ``guardrail``).
+
+    The copying ingest binds ``incident``, ``stream_value``, ``source_file`` and ``salt`` as
+    parameters; a view over logs in place (:mod:`llmrca.store.log_sources`) passes SQL literals
+    and columns instead, so both compute the same ids, hashes and columns from the same row.
+    ``check_unencodable`` names a lone surrogate of a line that is not JSON through a Python
+    function of the connection (a view cannot hold one; rows read from Parquet are JSON).
+    """
     personal = list(dict.fromkeys([*ALWAYS_PERSONAL, *personal_fields]))
     paths = [f"$.{name}" for name in LOG_FIELDS]
     f = {name: f"f[{i + 1}]" for i, name in enumerate(LOG_FIELDS)}
@@ -498,9 +512,10 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
     ts = f"try_cast({f['timestamp']} AS TIMESTAMPTZ)"
     in_range = (f"NOT (ascii({f['timestamp']}) BETWEEN 48 AND 57) OR NOT ({ts} >= TIMESTAMPTZ "
                 f"'{TS_FIRST}+00' AND {ts} < TIMESTAMPTZ '{TS_AFTER}+00')")
+    not_json = _err(None, "one JSON object per line", "left(raw, 80)")
     checks = [
-        ("j IS NULL", sql_unencodable_or(
-            store.con, _err(None, "one JSON object per line", "left(raw, 80)"))),
+        ("j IS NULL", sql_unencodable_or(store.con, not_json) if check_unencodable
+         else not_json),
         (f"{f['timestamp']} IS NULL", _err("timestamp", "an ISO-8601 timestamp (required)")),
         (f"try_cast({f['timestamp']} AS TIMESTAMPTZ) IS NULL",
          _err("timestamp", "an ISO-8601 timestamp", f["timestamp"])),
@@ -521,29 +536,54 @@ def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, 
              _err("decision", f"one of {decisions}", f["decision"])),
         ]
     case = "CASE " + " ".join(f"WHEN {cond} THEN {val}" for cond, val in checks) + " END"
-    scrub = _scrub_patch(personal, LOG_FIELDS)
+    scrub = _scrub_patch(personal, LOG_FIELDS, salt)
     # event_id: 32 hex digits, a content id of (incident, stream, line text) in the store's scheme.
     event_id = _EVENT_ID[log_event_id_scheme(store)].format(
-        "$incident_id || chr(31) || $stream || chr(31) || raw")
+        f"{incident} || chr(31) || {stream_value} || chr(31) || raw")
+    select = (
+        f"{event_id} AS event_id, {incident} AS incident_id, "
+        f"{stream_value} AS stream, {source_file} AS source_file, line AS source_line, "
+        f"try_cast({f['timestamp']} AS TIMESTAMPTZ)::TIMESTAMP AS ts, "
+        f"{f['level']} AS level, {f['event_type']} AS event_type, "
+        f"{_hashed(f['session_id'], salt)} AS session_hash, "
+        f"{_hashed(f['user_id'], salt)} AS user_hash, "
+        f"coalesce({f['model_version']}, {f['model']}) AS model_version, {f['prompt']} AS prompt, "
+        f"{f['output']} AS output, {f['rule']} AS guardrail_rule, "
+        f"lower({f['decision']}) AS guardrail_decision, "
+        f"try_cast({f['score']} AS DOUBLE) AS guardrail_score, "
+        f"json_merge_patch(j, {scrub}) AS attributes")
+    return LogRowSql(paths, case, select)
+
+
+def ingest_log_file(store: Store, path: Path, *, incident_id: str, stream: str, run_id: str,
+                    personal_fields: Sequence[str] = (), skip_invalid: bool = False,
+                    display: str | None = None) -> FileIngestResult:
+    """Stream a production or guardrail log file into ``log_events``.
+
+    Parameters
+    ----------
+    stream : {"logs", "guardrail"}
+        Guardrail logs must carry a ``decision``.
+    personal_fields : sequence of str
+        Extra keys of a row to hash (``user_id`` and ``session_id`` always are).
+    """
+    display = display or str(path)
+    personal = list(dict.fromkeys([*ALWAYS_PERSONAL, *personal_fields]))
+    row = log_row_sql(store, stream, personal)
     insert = (
         "INSERT INTO log_events (event_id, incident_id, stream, source_file, "
         "source_line, ts, level, event_type, session_hash, user_hash, model_version, prompt, "
         "output, guardrail_rule, guardrail_decision, guardrail_score, attributes) "
-        f"SELECT * FROM (SELECT {event_id} AS event_id, $incident_id, "
-        f"$stream, $display, line, try_cast({f['timestamp']} AS TIMESTAMPTZ)::TIMESTAMP, "
-        f"{f['level']}, {f['event_type']}, {_hashed(f['session_id'])}, {_hashed(f['user_id'])}, "
-        f"coalesce({f['model_version']}, {f['model']}), {f['prompt']}, {f['output']}, "
-        f"{f['rule']}, lower({f['decision']}), try_cast({f['score']} AS DOUBLE), "
-        f"json_merge_patch(j, {scrub}) FROM good) new "
+        f"SELECT * FROM (SELECT {row.select} FROM good) new "
         # Dedupe without a primary key (its index cost more than the rest of the insert): an
         # anti-join on the ids the incident already has; `good` holds no repeated line.
         "WHERE NOT EXISTS (SELECT 1 FROM log_events old WHERE old.incident_id = $incident_id "
         "AND old.event_id = new.event_id)")
     params = {"stream": stream, "salt": store.salt}
-    return _run_checked(store, path, display, paths, case, insert, params,
+    return _run_checked(store, path, display, row.paths, row.case, insert, params,
                         skip_invalid=skip_invalid, run_id=run_id, incident_id=incident_id,
                         reject_scrub=_scrub_patch(personal, ()),
-                        check_paths=paths[:_LOG_CHECKED], first_of_repeats=True)
+                        check_paths=row.paths[:_LOG_CHECKED], first_of_repeats=True)
 
 
 def ingest_training_file(store: Store, path: Path, *, model_version: str, run_id: str,

@@ -1,4 +1,8 @@
-"""Read queries that more than one face needs (CLI, notebooks, reports)."""
+"""Read queries that more than one face needs (CLI, notebooks, reports).
+
+Log queries read the view ``all_log_events``: the copied ``log_events`` and the logs registered
+in place (:mod:`llmrca.store.log_sources`), checked first so a moved file is named.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,17 @@ import pandas as pd
 
 from llmrca.errors import NotFoundError
 from llmrca.store.core import Store
+from llmrca.store.log_sources import check_log_sources
 
 
 def list_incidents(store: Store) -> pd.DataFrame:
-    """One row per incident with its interaction and log counts."""
+    """One row per incident with its interaction and log counts (copied and in place)."""
+    check_log_sources(store)
     return store.query(
         "SELECT i.incident_id, i.title, i.category, i.severity, i.status, i.detected_at, "
         "i.deployed_model_version, "
         "(SELECT count(*) FROM interactions x WHERE x.incident_id = i.incident_id) AS interactions, "
-        "(SELECT count(*) FROM log_events l WHERE l.incident_id = i.incident_id) AS log_events, "
+        "(SELECT count(*) FROM all_log_events l WHERE l.incident_id = i.incident_id) AS log_events, "
         "i.revision FROM incidents i ORDER BY i.detected_at, i.incident_id")
 
 
@@ -42,6 +48,7 @@ def incident_summary(store: Store, incident_id: str) -> IncidentSummary:
         raise NotFoundError(f"incident '{incident_id}' is not in the store; known: "
                             + (", ".join(known) if known else "(none)"))
     record = frame.iloc[0].to_dict()
+    check_log_sources(store, incident_id)
     for key in ("metadata", "personal_fields"):
         if isinstance(record.get(key), str):
             record[key] = json.loads(record[key])
@@ -49,7 +56,7 @@ def incident_summary(store: Store, incident_id: str) -> IncidentSummary:
         "WITH v AS (SELECT model_version, 'interactions' AS kind FROM interactions "
         "WHERE incident_id = $id UNION ALL SELECT model_version, "
         "CASE stream WHEN 'guardrail' THEN 'guardrail_events' ELSE 'log_events' END "
-        "FROM log_events WHERE incident_id = $id) "
+        "FROM all_log_events WHERE incident_id = $id) "
         "SELECT coalesce(model_version, '(unknown)') AS model_version, "
         "count(*) FILTER (WHERE kind = 'interactions') AS interactions, "
         "count(*) FILTER (WHERE kind = 'log_events') AS log_events, "
@@ -58,13 +65,13 @@ def incident_summary(store: Store, incident_id: str) -> IncidentSummary:
     window_row = store.con.execute(
         "SELECT min(ts), max(ts), count(DISTINCT session_hash), count(DISTINCT user_hash) FROM "
         "(SELECT ts, session_hash, user_hash FROM interactions WHERE incident_id = $id "
-        "UNION ALL SELECT ts, session_hash, user_hash FROM log_events WHERE incident_id = $id)",
+        "UNION ALL SELECT ts, session_hash, user_hash FROM all_log_events WHERE incident_id = $id)",
         {"id": incident_id}).fetchall()[0]
     window = {"first": window_row[0], "last": window_row[1], "sessions": window_row[2],
               "users": window_row[3]}
     guardrail = store.query(
         "SELECT guardrail_decision AS decision, coalesce(guardrail_rule, '') AS rule, "
-        "count(*) AS events FROM log_events WHERE incident_id = ? AND stream = 'guardrail' "
+        "count(*) AS events FROM all_log_events WHERE incident_id = ? AND stream = 'guardrail' "
         "GROUP BY ALL ORDER BY events DESC", [incident_id])
     history = store.query(
         "SELECT revision, content_hash, replaced_at FROM incident_history WHERE incident_id = ? "
@@ -80,9 +87,10 @@ LOG_OUTPUT_COLUMNS = ("event_id", "ts", "model_version", "session_hash", "user_h
 
 def log_outputs(store: Store, incident_id: str) -> pd.DataFrame:
     """The incident's log events that carry a model output (:data:`LOG_OUTPUT_COLUMNS`)."""
+    check_log_sources(store, incident_id)
     return store.query(
         "SELECT event_id, ts, coalesce(model_version, '(unknown)') AS model_version, "
-        "session_hash, user_hash, prompt, output FROM log_events "
+        "session_hash, user_hash, prompt, output FROM all_log_events "
         "WHERE incident_id = ? AND output IS NOT NULL ORDER BY ts, event_id", [incident_id])
 
 
@@ -95,10 +103,11 @@ def event_counts(store: Store, incident_id: str, bucket: str = "day") -> pd.Data
     """
     if bucket not in ("hour", "day"):
         raise ValueError(f"bucket {bucket!r}; valid: hour, day")
+    check_log_sources(store, incident_id)
     return store.query(
         f"SELECT date_trunc('{bucket}', ts) AS bucket, "
         "coalesce(model_version, '(unknown)') AS model_version, stream, "
-        "coalesce(guardrail_decision, '') AS decision, count(*) AS events FROM log_events "
+        "coalesce(guardrail_decision, '') AS decision, count(*) AS events FROM all_log_events "
         "WHERE incident_id = ? GROUP BY ALL ORDER BY 1, 2, 3, 4", [incident_id])
 
 
@@ -115,8 +124,9 @@ def interaction_frame(store: Store, incident_id: str) -> pd.DataFrame:
 
 def guardrail_scores(store: Store, incident_id: str) -> pd.DataFrame:
     """Scored guardrail events: ``ts, model_version, rule, decision, score``."""
+    check_log_sources(store, incident_id)
     return store.query(
         "SELECT ts, coalesce(model_version, '(unknown)') AS model_version, "
         "coalesce(guardrail_rule, '') AS rule, coalesce(guardrail_decision, '') AS decision, "
-        "guardrail_score AS score FROM log_events WHERE incident_id = ? AND stream = 'guardrail' "
+        "guardrail_score AS score FROM all_log_events WHERE incident_id = ? AND stream = 'guardrail' "
         "AND guardrail_score IS NOT NULL ORDER BY ts", [incident_id])

@@ -407,6 +407,36 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             info JSON NOT NULL,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (13, "logs in place: registered Parquet log sources, and the view all_log_events", [
+        # Production logs that stay where they are (local Parquet, a glob, an s3:// URL): where
+        # they are, each file's row count and schema digest when registered (a moved or
+        # rewritten file is named before a query reads it), and the scan's counts. Each source
+        # has a view (view_name) computing the log_events columns from the files.
+        """CREATE TABLE log_sources (
+            source_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            stream VARCHAR NOT NULL,
+            location VARCHAR NOT NULL,
+            format VARCHAR NOT NULL,
+            files JSON NOT NULL,
+            file_rows JSON NOT NULL,
+            file_schemas JSON NOT NULL,
+            columns JSON NOT NULL,
+            schema_fingerprint VARCHAR NOT NULL,
+            rows BIGINT NOT NULL,
+            rejected BIGINT NOT NULL,
+            repeats BIGINT NOT NULL,
+            personal_fields JSON NOT NULL,
+            view_name VARCHAR NOT NULL,
+            registered_at TIMESTAMP NOT NULL DEFAULT current_timestamp,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # What every log query reads: the copied log_events, and (once registered) the views of
+        # the logs in place (llmrca.store.log_sources rebuilds it on each registration).
+        """CREATE VIEW all_log_events AS SELECT event_id, incident_id, stream, source_file,
+            source_line, ts, level, event_type, session_hash, user_hash, model_version, prompt,
+            output, guardrail_rule, guardrail_decision, guardrail_score, attributes, created_at
+            FROM log_events""",
+    ]),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]
