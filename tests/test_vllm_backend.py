@@ -221,3 +221,66 @@ def test_replay_through_the_vllm_backend_stores_its_samples_under_its_own_engine
     eos = model.tokenizer.eos_token_id
     assert all(p.kwargs["stop_token_ids"] == [eos] for p in engine.requests)
     assert all(math.isfinite(x) for lps in a["token_logprobs"] for x in lps)
+
+
+# -- benchmarks/gpu_check.py, on CPU ------------------------------------------------------------------
+
+def _gpu_check():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_greedy_agreement_counts_identical_sequences_and_first_divergences():
+    from llmrca.replay import GeneratedSample
+
+    check = _gpu_check()
+    ref = [GeneratedSample((1, 2, 3), "", (-1.0, -1.0, -1.0)),
+           GeneratedSample((1, 2, 3), "", (-1.0, -1.0, -1.0)),
+           GeneratedSample((4, 5), "", (-0.5, -0.5))]
+    other = [GeneratedSample((1, 2, 3), "", (-1.0, -1.25, -1.0)),
+             GeneratedSample((1, 9, 3), "", (-1.5, -1.0, -1.0)),
+             GeneratedSample((4, 5, 6), "", (-0.5, -0.5, -2.0))]
+    agreement = check.greedy_agreement(ref, other)
+    assert agreement["identical"] == 1 and agreement["identical_share"] == 1 / 3
+    assert agreement["first_divergence_positions"] == [1, 2]
+    assert agreement["max_logprob_gap_before_divergence"] == 0.5
+
+
+def test_gpu_check_runs_on_cpu_and_through_a_stand_in_vllm(tmp_path, monkeypatch, capsys,
+                                                            test_zoo):
+    import json
+
+    check = _gpu_check()
+    argv = ["--prompts", "3", "--samples", "2", "--max-new-tokens", "4", "--device", "cpu"]
+    monkeypatch.setattr(vllm_backend, "vllm_missing", lambda: ["the Python package vllm"])
+    assert check.main([*argv, "--out", str(tmp_path / "cpu.json")]) == 0
+    cpu = json.loads((tmp_path / "cpu.json").read_text())
+    assert cpu["vllm"] == {"available": False, "missing": ["the Python package vllm"]}
+    assert cpu["transformers"]["sampled_tokens_per_s"] > 0
+    if "ray" not in BACKENDS:  # the Ray backend is another module's; skipped with a note
+        assert cpu["ray"] == {"available": False,
+                              "note": "no backend named 'ray' is registered in this checkout"}
+    assert "unavailable: missing the Python package vllm" in capsys.readouterr().out
+
+    # A vLLM that agrees perfectly: every greedy sequence identical, rate difference exactly 0.
+    class StandIn(VllmBackend):
+        def __init__(self, loaded, **options):
+            super().__init__(loaded, batch_size=options.get("batch_size", 16),
+                             llm=TransformersAsVllm(loaded),
+                             sampling_params=FakeSamplingParams)
+
+    monkeypatch.setattr(vllm_backend, "vllm_missing", list)
+    monkeypatch.setattr(vllm_backend, "VllmBackend", StandIn)
+    assert check.main([*argv, "--out", str(tmp_path / "stand-in.json")]) == 0
+    result = json.loads((tmp_path / "stand-in.json").read_text())["vllm"]
+    assert result["available"] and result["greedy_agreement"]["identical"] == 3
+    assert result["greedy_agreement"]["first_divergence_positions"] == []
+    rates = result["sampled_rates"]
+    assert rates["identical_samples"] == 6 and rates["difference"] == 0.0
+    assert rates["low"] <= 0.0 <= rates["high"]
