@@ -382,12 +382,15 @@ def register_log_source(store: Store, scan: LogScan, *, skip_invalid: bool = Fal
              scan.rejected, scan.repeats, json.dumps(list(scan.personal_fields)), view])
         registered = con.execute("SELECT registered_at FROM log_sources WHERE source_id = ?",
                                  [source_id]).fetchall()[0][0]
-        # Identical rows give one event (the first), as a copying ingest keeps one.
+        # Identical rows give one event (the first), as a copying ingest keeps one. The window
+        # that drops repeats costs a sort of every row on every query: only files the scan
+        # found repeats in pay it (a rewritten file is caught by its row count first).
+        dedupe = (" QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY source_file, "
+                  "source_line) = 1" if scan.repeats else "")
         con.execute(
             f"CREATE OR REPLACE VIEW {view} AS SELECT {columns} FROM (SELECT {row.select}, "
             f"TIMESTAMP '{registered}' AS created_at FROM ({_parsed(scan.files, row.paths)}) "
-            f"WHERE ({row.case}) IS NULL) QUALIFY row_number() OVER (PARTITION BY event_id "
-            "ORDER BY source_file, source_line) = 1")
+            f"WHERE ({row.case}) IS NULL){dedupe}")
         _rebuild_union(con)
     return source_id
 
