@@ -34,7 +34,7 @@ def add_parser(subparsers) -> None:
                         choices=["interactions", "logs", "guardrail", "training"],
                         help="what a single file holds (default: interactions)")
     parser.add_argument("--model-version", help="model version of a training-data file")
-    parser.set_defaults(func=cmd_ingest)
+    parser.set_defaults(func=cmd_ingest, ingest_parser=parser)
 
 
 def cmd_ingest(args) -> int:
@@ -45,9 +45,9 @@ def cmd_ingest(args) -> int:
         if args.path is not None:
             raise InvalidArgumentError("give either PATH or --in-place PATH_OR_GLOB, not both")
         return _ingest_in_place(args)
-    if args.path is None:
-        raise InvalidArgumentError("a bundle folder or file to ingest (PATH), or --in-place "
-                                   "PATH_OR_GLOB")
+    if args.path is None:  # bad usage, as when PATH was a required argument
+        args.ingest_parser.error("the following arguments are required: path (or --in-place "
+                                 "PATH_OR_GLOB)")
     if args.scan_only:
         raise InvalidArgumentError("--scan-only goes with --in-place")
     path = Path(args.path)
