@@ -194,7 +194,10 @@ def test_the_cli_names_a_deleted_file(tmp_path, monkeypatch, capsys):
     assert main(["ingest", "--in-place", str(logs), "--incident", "INC-0002"]) == 0
     out = capsys.readouterr().out
     assert "3000 rows, 0 rejected" in out and "all_log_events" in out
+    capsys.readouterr()
     assert main(["incidents", "show", "INC-0002"]) == 0
+    shown = capsys.readouterr().out
+    assert "logs queried in place" in shown and str(logs) in shown
     logs.unlink()
     capsys.readouterr()
     assert main(["incidents", "show", "INC-0002"]) == 1

@@ -100,10 +100,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from llmrca.store.log_sources import list_log_sources
     from llmrca.store.queries import incident_summary
 
     with store_from(args, read_only=True) as store:
         summary = incident_summary(store, args.incident_id)
+        in_place = list_log_sources(store, args.incident_id)
     record = summary.record
     print(f"{record['incident_id']}: {record['title']}")
     for key in ("category", "severity", "status", "detected_at", "detection_source",
@@ -123,6 +125,11 @@ def cmd_show(args) -> int:
         print(f"\nrecord history: {len(summary.history)} earlier revision(s)")
     if summary.rejects:
         print(f"\nrejected rows kept in ingest_rejects: {summary.rejects}")
+    if len(in_place):
+        print("\nlogs queried in place (counted above; `llmrca ingest --in-place` again to "
+              "refresh):")
+        print_table(in_place[["stream", "location", "files", "rows", "rejected",
+                              "registered_at"]])
     return 0
 
 
