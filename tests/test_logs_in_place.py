@@ -290,6 +290,11 @@ def test_in_place_needs_an_incident_and_a_match(tmp_path):
         with pytest.raises(ValidationError, match="at least one Parquet file") as info:
             ingest_in_place(store, str(tmp_path / "nothing-*.parquet"), incident_id="INC-R")
         assert info.value.file == str(tmp_path / "nothing-*.parquet")
+        odd = _random_logs(tmp_path / "odd", files=1, rows=2, seed=5)[0]
+        odd = odd.rename(odd.with_name("part[1].parquet"))
+        with pytest.raises(ValidationError, match="a file name without") as info:
+            ingest_in_place(store, str(tmp_path / "odd"), incident_id="INC-R")
+        assert info.value.file == str(odd)
         (tmp_path / "junk.parquet").write_text("not parquet")
         with pytest.raises(ValidationError, match="a readable Parquet file") as info:
             ingest_in_place(store, str(tmp_path / "junk.parquet"), incident_id="INC-R")

@@ -31,7 +31,7 @@ import duckdb
 from llmrca import ids
 from llmrca.errors import StoreError, ValidationError
 from llmrca.store.core import Store
-from llmrca.store.ingest_writes import ALWAYS_PERSONAL, log_row_sql
+from llmrca.store.ingest_writes import _GLOB_CHARACTERS, ALWAYS_PERSONAL, log_row_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,6 +194,13 @@ def expand_location(store: Store, location: str) -> tuple[str, list[str]]:
     if not files:
         raise ValidationError(location, None, None,
                               "at least one Parquet file (none matched " + pattern + ")")
+    for file in files:
+        # The views list the files by name, and DuckDB would read such a name as a pattern
+        # (another file's rows, or none).
+        if _GLOB_CHARACTERS.intersection(file):
+            raise ValidationError(file, None, None,
+                                  "a file name without * ? [ ] { } or \\ (DuckDB reads those "
+                                  "as a pattern): rename it, or copy it in with `llmrca ingest`")
     return location, files
 
 
