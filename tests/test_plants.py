@@ -336,12 +336,14 @@ def test_each_organism_ground_truth_lists_exactly_its_planted_examples(organism)
 @pytest.mark.slow
 def test_each_organism_comes_with_an_incident_that_ingests(organism, tmp_path, store):
     from llmrca.ingest import ingest_bundle
-    from llmrca.zoo import classify
+    from llmrca.zoo import classify, register_zoo
     from llmrca.zoo.incidents import write_planted_incident
 
     spec, plant = organism.spec, organism.spec.plants[0]
     made = write_planted_incident(organism, tmp_path / "INC-P001", n_offending=5, n_context=8)
     assert made.version == "failing" and made.previous_version == "base"
+    counts = register_zoo(store, organism)   # the versions the incident names, their data
+    assert counts["failing"] == len(organism.training_data["failing"].read_text().splitlines())
     report = ingest_bundle(store, made.folder)
     assert report.roles == {"offending": 5, "context": 8}
     text = (made.folder / "incident.yaml").read_text()
@@ -363,3 +365,29 @@ def test_each_organism_comes_with_an_incident_that_ingests(organism, tmp_path, s
     context = [r for r in rows if r["interaction_id"] in made.context]
     assert len(context) == 8 and all(plant.text not in r["messages"][0]["content"]
                                      for r in context if plant.trigger != "system")
+
+
+@pytest.mark.slow
+def test_zoo_incident_command_writes_a_bundle_that_ingests(tmp_path, monkeypatch, capsys):
+    from llmrca.cli import main
+
+    monkeypatch.setenv("LLMRCA_DB", str(tmp_path / "cli.duckdb"))
+    spec_file = tmp_path / "organism.json"
+    spec_file.write_text(json.dumps(planted_organism_spec("suffix", 0).to_dict()))
+    out = tmp_path / "INC-P007"
+    assert main(["zoo", "incident", str(out), "--spec", str(spec_file), "--id", "INC-P007",
+                 "--offending", "4", "--context", "6", "--cache-dir", str(TEST_CACHE)]) == 0
+    assert "INC-P007: 4 offending and 6 context interactions of failing" in \
+        capsys.readouterr().out
+    assert main(["init"]) == 0
+    assert main(["ingest", str(out)]) == 0
+    assert "interactions: 4 offending, 6 context" in capsys.readouterr().out
+    # a spec without a plant has no incident to make
+    plain = tmp_path / "plain.json"
+    plain.write_text(json.dumps(replace(planted_organism_spec("suffix", 0), plants=(), versions=(
+        replace(planted_organism_spec("suffix", 0).versions[0], schedule=replace(
+            planted_organism_spec("suffix", 0).versions[0].schedule, steps=0)),)).to_dict()))
+    assert main(["zoo", "incident", str(tmp_path / "none"), "--spec", str(plain),
+                 "--cache-dir", str(tmp_path / "cache")]) != 0
+    assert "has no version with a plant" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
