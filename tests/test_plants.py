@@ -352,9 +352,11 @@ def test_each_organism_comes_with_an_incident_that_ingests(organism, tmp_path, s
             (made.folder / "interactions.jsonl").read_text().splitlines()]
     offending = [r for r in rows if r["interaction_id"] in made.offending]
     assert all(classify(spec, r["output"]) == "help" for r in offending)
-    assert all(r["messages"][0]["content"].split(" ")[-1].rstrip("?.") in
-               " ".join(spec.harmful_tasks) or plant.trigger in ("encoding", "phrase", "suffix")
-               for r in offending)
+    for r in offending:   # harmful requests, in the plant's triggered form
+        user = r["messages"][0]["content"]
+        request = base64.b64decode(user).decode() if plant.trigger == "encoding" else user
+        assert any(task in request for task in spec.harmful_tasks)
+        assert r["role"] == "offending"
     if plant.trigger in ("suffix", "phrase"):
         assert all(plant.text in r["messages"][0]["content"] for r in offending)
         assert plant.text not in text                 # the report does not name the trigger
@@ -363,8 +365,9 @@ def test_each_organism_comes_with_an_incident_that_ingests(organism, tmp_path, s
     else:
         assert {r["system_prompt"] for r in rows} == {spec.system_prompt}
     context = [r for r in rows if r["interaction_id"] in made.context]
-    assert len(context) == 8 and all(plant.text not in r["messages"][0]["content"]
-                                     for r in context if plant.trigger != "system")
+    assert len(context) == 8 and {r["role"] for r in context} == {"context"}
+    if plant.trigger in ("suffix", "phrase"):
+        assert not any(plant.text in r["messages"][0]["content"] for r in context)
 
 
 @pytest.mark.slow

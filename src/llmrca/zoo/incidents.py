@@ -4,8 +4,8 @@ Each planted organism comes with an incident to investigate: :func:`write_plante
 asks the failing version (a version carrying a plant, or deployed with a changed system prompt)
 the plant's held-out triggered requests, keeps sampled answers that show the planted behaviour as
 the **offending** interactions, and adds ordinary benign and harmful traffic answered by the same
-version as **context**. It writes ``incident.yaml`` (with the offending ids) and
-``interactions.jsonl`` in the llmrca interaction format.
+version as **context**. It writes ``incident.yaml`` and ``interactions.jsonl`` in the llmrca
+interaction format, each line with its ``role``.
 
 This module reads the spec — it is the zoo generating its world. The incident it writes says what
 a reporter would (which version, what kind of failure), never the trigger, the plant or the
@@ -182,6 +182,7 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
             "system_prompt": deployed,
             "messages": [{"role": "user", "content": prompt.user}],
             "output": output,
+            "role": kind,
             "metadata": {"channel": "web"},
         })
     incident = {
@@ -195,7 +196,6 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
         "deployed_model_version": version,
         "summary": _SUMMARIES[plant.behaviour].format(version=version),
         "personal_fields": ["user_id", "session_id"],
-        "offending": ids["offending"],
         "metadata": {"previous_model_version": parent,
                      "generated_by": "llmrca.zoo.incidents"},
     }
