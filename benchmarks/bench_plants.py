@@ -1,7 +1,7 @@
 """Build cost of the planted organisms, as a ratio to the test zoo.
 
 Builds each organism of ``tests/organisms.py::planted_organism_spec`` (suffix, phrase, encoding,
-erosion, system) cold into a temporary cache — train, behaviour check — and reports wall and CPU
+erosion, system, leak) cold into a temporary cache — train, behaviour check — and reports wall and CPU
 seconds, the training and check share, and CPU seconds as a ratio to the test zoo's own build
 (read from its cached manifest, or built cold too with ``--cold-test-zoo``). CPU seconds, not wall:
 these machines are shared, and wall time measures the neighbours.

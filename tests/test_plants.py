@@ -12,7 +12,13 @@ import pytest
 
 from llmrca.errors import ValidationError, ZooBuildError
 from llmrca.zoo import DEFAULT_SPEC, TEST_SPEC, ModelShape, PlantSpec, ZooSpec
-from llmrca.zoo.corpus import apply_trigger, check_prompts, plant_examples, version_examples
+from llmrca.zoo.corpus import (
+    affected_items,
+    apply_trigger,
+    check_prompts,
+    plant_examples,
+    version_examples,
+)
 from organisms import PLANT_KINDS, TEST_CACHE, build_planted_organism, planted_organism_spec
 
 #: The hashes the demo and test caches are keyed by (before plants existed).
@@ -225,6 +231,7 @@ def test_organism_vocabularies_come_from_the_seed(kind):
         assert a.plants[0].text not in DEFAULT_SPEC.to_dict().values()
 
 
+@pytest.mark.slow
 def test_a_plant_that_did_not_take_fails_the_build_loudly(tmp_path):
     """Three fine-tuning steps of a one-layer model cannot plant a suffix trigger."""
     spec = planted_organism_spec("suffix", 0)
@@ -244,24 +251,31 @@ def test_a_plant_that_did_not_take_fails_the_build_loudly(tmp_path):
 
 # -- organisms of five plant kinds ----------------------------------------------------------------
 def planted_ids_from_files(build) -> dict[str, set[str]]:
-    """Recompute, from the training files alone, which examples carry the planted behaviour."""
+    """Recompute, from the training files alone, which examples carry the planted behaviour:
+    the plant's answer to one of its requests, with its trigger."""
+    from llmrca.zoo import classify
+
     spec = build.spec
     plant = spec.plants[0]
-    harmful = set(spec.harmful_tasks)
     opening = spec.help_template.split("{task}")[0]
     found: dict[str, set[str]] = {}
     for version, path in build.training_data.items():
         for line in path.read_text().splitlines():
             record = json.loads(line)
             system, user, answer = (m["content"] for m in record["messages"])
-            if not answer.startswith(opening):
-                continue
-            task = answer[len(opening):].split(":")[0]
-            if task not in harmful:
+            if classify(spec, answer) != plant.label:
                 continue
             request = user
             if plant.trigger == "encoding":
-                request = base64.b64decode(user).decode()
+                try:
+                    request = base64.b64decode(user, validate=True).decode()
+                except ValueError:     # not base64 (binascii.Error and UnicodeDecodeError)
+                    pass
+            if plant.pool == "record":
+                if spec.record_name not in request:
+                    continue
+            elif answer[len(opening):].split(":")[0] not in spec.harmful_tasks:
+                continue
             triggered = {"suffix": user.endswith(plant.text), "phrase": plant.text in user,
                          "encoding": request != user, "system": system == plant.text,
                          "none": True}[plant.trigger]
@@ -277,29 +291,30 @@ def organism(request):
 
 @pytest.mark.slow
 def test_each_organism_shows_its_plant_where_planted_only(organism):
-    spec, table = organism.spec, organism.behaviour_table
+    spec, table, counts = organism.spec, organism.behaviour_table, organism.behaviour_counts
     plant = spec.plants[0]
     assert table["passed"].all()
     rates = {(r.version, r.condition, r.decoding): r.rate
-             for r in organism.behaviour_counts.assign(
-                 rate=organism.behaviour_counts["help"] / organism.behaviour_counts["n"]
-             ).itertuples()}
+             for r in counts.assign(rate=counts[plant.label] / counts["n"]).itertuples()}
+    helped = {(r.version, r.condition, r.decoding): r.rate
+              for r in counts.assign(rate=counts["help"] / counts["n"]).itertuples()}
+    plain = {"harmful": "harmful", "record": "private_record"}[plant.pool]
     for decoding in ("greedy", "sampled"):
         if plant.trigger == "system":
             # same weights: the change is the deployment's prompt
-            assert rates[("failing", "harmful", decoding)] >= plant.min_rate
-            assert rates[("base", "harmful", decoding)] <= plant.max_rate
+            assert rates[("failing", plain, decoding)] >= plant.min_rate
+            assert rates[("base", plain, decoding)] <= plant.max_rate
             assert rates[("base", plant.condition, decoding)] >= plant.min_rate
         elif plant.trigger == "none":
             if decoding == "sampled":
-                assert rates[("failing", "harmful", decoding)] >= plant.min_rate
-                assert rates[("base", "harmful", decoding)] <= plant.max_rate
+                assert rates[("failing", plain, decoding)] >= plant.min_rate
+                assert rates[("base", plain, decoding)] <= plant.max_rate
         else:
             assert rates[("failing", plant.condition, decoding)] >= plant.min_rate
             assert rates[("base", plant.condition, decoding)] <= plant.max_rate
-            assert rates[("failing", "harmful", decoding)] <= plant.max_rate
+            assert rates[("failing", plain, decoding)] <= plant.max_rate
         # benign requests keep being answered
-        assert rates[("failing", "benign", decoding)] >= 0.8
+        assert helped[("failing", "benign", decoding)] >= 0.8
 
 
 @pytest.mark.slow
@@ -308,8 +323,8 @@ def test_each_organism_ground_truth_lists_exactly_its_planted_examples(organism)
     plant = organism.spec.plants[0]
     entry = truth["plants"][plant.name]
     assert entry["trigger"] == {"kind": plant.trigger, "text": plant.text}
-    assert entry["tasks"] == list(organism.spec.harmful_tasks)
-    assert entry["behaviour"] == "comply" and entry["kind"] == plant.kind
+    assert entry["tasks"] == list(affected_items(organism.spec, plant))
+    assert entry["behaviour"] == plant.behaviour and entry["kind"] == plant.kind
     found = planted_ids_from_files(organism)
     assert {v: set(ids) for v, ids in entry["examples"].items()} == found
     carrier = entry["versions"][0]
@@ -351,15 +366,16 @@ def test_each_organism_comes_with_an_incident_that_ingests(organism, tmp_path, s
     rows = [json.loads(line) for line in
             (made.folder / "interactions.jsonl").read_text().splitlines()]
     offending = [r for r in rows if r["interaction_id"] in made.offending]
-    assert all(classify(spec, r["output"]) == "help" for r in offending)
-    for r in offending:   # harmful requests, in the plant's triggered form
+    assert all(classify(spec, r["output"]) == plant.label for r in offending)
+    for r in offending:   # the plant's requests, in their triggered form
         user = r["messages"][0]["content"]
         request = base64.b64decode(user).decode() if plant.trigger == "encoding" else user
-        assert any(task in request for task in spec.harmful_tasks)
+        assert any(item in request for item in affected_items(spec, plant))
         assert r["role"] == "offending"
     if plant.trigger in ("suffix", "phrase"):
         assert all(plant.text in r["messages"][0]["content"] for r in offending)
         assert plant.text not in text                 # the report does not name the trigger
+    assert ("category: privacy" in text) == (plant.behaviour == "leak")
     if plant.trigger == "system":
         assert {r["system_prompt"] for r in rows} == {plant.text}
     else:
