@@ -410,6 +410,11 @@ def test_zoo_incident_command_writes_a_bundle_that_ingests(tmp_path, monkeypatch
                  "--cache-dir", str(tmp_path / "cache")]) != 0
     assert "has no version with a plant" in capsys.readouterr().err
     assert not (tmp_path / "none").exists()
+    assert main(["zoo", "incident", str(tmp_path / "none"), "--spec", str(spec_file),
+                 "--version", "base", "--cache-dir", str(tmp_path / "cache")]) != 0
+    err = capsys.readouterr().err
+    assert "version 'base'" in err and "carries no plant" in err
+    assert not (tmp_path / "none").exists() and not (tmp_path / "cache").exists()
 
 
 def test_the_documented_plant_example_is_a_valid_spec(tmp_path):

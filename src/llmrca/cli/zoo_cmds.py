@@ -103,11 +103,11 @@ def cmd_build(args) -> int:
 
 def cmd_incident(args) -> int:
     from llmrca.zoo.build import build_zoo
-    from llmrca.zoo.incidents import failing_version, write_planted_incident
+    from llmrca.zoo.incidents import failing_version, planted_cause, write_planted_incident
 
     spec = _spec_from(args)
-    if args.version is None:
-        failing_version(spec)     # a spec with nothing planted fails before any training
+    # A spec (or version) with nothing planted fails here, before any training.
+    planted_cause(spec, args.version or failing_version(spec))
     build = build_zoo(spec, cache_dir=args.cache_dir, progress=sys.stderr.isatty())
     made = write_planted_incident(build, args.out, incident_id=args.id, version=args.version,
                                   n_offending=args.offending, n_context=args.context,

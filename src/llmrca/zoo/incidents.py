@@ -78,8 +78,14 @@ def failing_version(spec: ZooSpec) -> str:
                                "system-prompt change: nothing to make an incident of")
 
 
-def _cause(spec: ZooSpec, version: str) -> tuple[PlantSpec, list[CheckPrompt]]:
-    """The plant behind ``version``'s failure and the prompts that show it."""
+def planted_cause(spec: ZooSpec, version: str) -> tuple[PlantSpec, list[CheckPrompt]]:
+    """The plant behind ``version``'s failure and the held-out prompts that show it.
+
+    Raises
+    ------
+    InvalidArgumentError
+        ``version`` carries no plant and is no system-prompt change of a ``system`` plant.
+    """
     v = spec.version(version)
     if v.plants:
         plant = spec.plant(v.plants[-1])
@@ -130,7 +136,7 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
 
     spec: ZooSpec = build.spec
     version = version or failing_version(spec)
-    plant, prompts = _cause(spec, version)
+    plant, prompts = planted_cause(spec, version)
     parent = spec.version(version).parent
     deployed = spec.deployed_system_prompt(version)
     rng = random.Random(f"{seed}:{incident_id}")
@@ -211,4 +217,5 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
                            tuple(ids["context"]), len(prompts) * samples)
 
 
-__all__ = ["CATEGORIES", "PlantedIncident", "failing_version", "write_planted_incident"]
+__all__ = ["CATEGORIES", "PlantedIncident", "failing_version", "planted_cause",
+           "write_planted_incident"]
