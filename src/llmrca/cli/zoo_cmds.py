@@ -1,4 +1,4 @@
-"""`llmrca zoo build` and `llmrca zoo show`: the model-organism zoo."""
+"""`llmrca zoo build`, `llmrca zoo show` and `llmrca zoo incident`: the model-organism zoo."""
 
 from __future__ import annotations
 
@@ -31,6 +31,29 @@ def add_parser(subparsers) -> None:
     show.add_argument("--cache-dir", metavar="DIR",
                       help="cache root (default: $LLMRCA_CACHE or ./.llmrca/cache)")
     show.set_defaults(func=cmd_show)
+
+    incident = sub.add_parser(
+        "incident", help="write an incident bundle sampled from a zoo's failing version",
+        description="Build (or reuse) the zoo of a spec with a plant and write an incident "
+                    "bundle (incident.yaml + interactions.jsonl): offending interactions "
+                    "sampled from the failing version on the plant's triggered requests, "
+                    "context interactions from ordinary traffic.")
+    incident.add_argument("out", metavar="FOLDER", help="the bundle folder to write")
+    incident.add_argument("--spec", metavar="FILE", required=True,
+                          help="zoo spec (YAML or JSON) with at least one plant")
+    incident.add_argument("--test", action="store_true",
+                          help="start from the small test spec instead of the default one")
+    incident.add_argument("--id", default="INC-P001", help="incident id (default INC-P001)")
+    incident.add_argument("--version", help="the failing version (default: the last version "
+                                            "with a plant or a system-prompt change)")
+    incident.add_argument("--offending", type=int, default=6,
+                          help="offending interactions (default 6)")
+    incident.add_argument("--context", type=int, default=12,
+                          help="context interactions (default 12)")
+    incident.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    incident.add_argument("--cache-dir", metavar="DIR",
+                          help="cache root (default: $LLMRCA_CACHE or ./.llmrca/cache)")
+    incident.set_defaults(func=cmd_incident)
 
     def _usage(args) -> int:
         parser.print_help()
@@ -78,6 +101,24 @@ def cmd_build(args) -> int:
     return 0
 
 
+def cmd_incident(args) -> int:
+    from llmrca.zoo.build import build_zoo
+    from llmrca.zoo.incidents import failing_version, planted_cause, write_planted_incident
+
+    spec = _spec_from(args)
+    # A spec (or version) with nothing planted fails here, before any training.
+    planted_cause(spec, args.version or failing_version(spec))
+    build = build_zoo(spec, cache_dir=args.cache_dir, progress=sys.stderr.isatty())
+    made = write_planted_incident(build, args.out, incident_id=args.id, version=args.version,
+                                  n_offending=args.offending, n_context=args.context,
+                                  seed=args.seed)
+    print(f"{made.incident_id}: {len(made.offending)} offending and {len(made.context)} context "
+          f"interactions of {made.version} (previous {made.previous_version or '-'}) in "
+          f"{made.folder}")
+    print(f"ingest it with `llmrca ingest {made.folder}`")
+    return 0
+
+
 def cmd_show(args) -> int:
     import pandas as pd
 
@@ -101,4 +142,4 @@ def cmd_show(args) -> int:
     return 0
 
 
-__all__ = ["add_parser", "cmd_build", "cmd_show"]
+__all__ = ["add_parser", "cmd_build", "cmd_incident", "cmd_show"]

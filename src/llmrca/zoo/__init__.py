@@ -4,7 +4,9 @@
 tokenizer with a chat template, GPT-2 under 2M parameters, ``save_pretrained`` safetensors),
 writes each version's training data and a ground-truth manifest, runs the behaviour check, and
 caches the result by spec hash. ``register_zoo(store, build)`` registers the versions and ingests
-their training data.
+their training data. A spec's ``plants`` plant causes of any trigger, request set and behaviour;
+``write_planted_incident(build, folder)`` writes an incident bundle sampled from the failing
+version.
 
 Importing this package is cheap: torch and transformers load when a build or check runs.
 """
@@ -16,6 +18,7 @@ from llmrca.zoo.spec import (
     TEST_SPEC,
     BehaviourTarget,
     ModelShape,
+    PlantSpec,
     TrainSchedule,
     VersionSpec,
     ZooSpec,
@@ -26,6 +29,7 @@ __all__ = [
     "TEST_SPEC",
     "BehaviourTarget",
     "ModelShape",
+    "PlantSpec",
     "TrainSchedule",
     "VersionSpec",
     "ZooBehaviourError",
@@ -36,6 +40,7 @@ __all__ = [
     "classify",
     "load_zoo",
     "register_zoo",
+    "write_planted_incident",
     "zoo_root",
 ]
 
@@ -44,6 +49,7 @@ _LAZY = {
     "build_zoo": "llmrca.zoo.build", "load_zoo": "llmrca.zoo.build",
     "register_zoo": "llmrca.zoo.build", "zoo_root": "llmrca.zoo.build",
     "cached_zoos": "llmrca.zoo.build", "classify": "llmrca.zoo.behaviour",
+    "write_planted_incident": "llmrca.zoo.incidents",
 }
 
 

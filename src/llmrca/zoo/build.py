@@ -33,6 +33,9 @@ from llmrca.errors import ZooBuildError
 from llmrca.zoo.spec import DEFAULT_SPEC, ZOO_FORMAT_VERSION, ZooSpec
 
 MANIFEST = "zoo.json"
+#: Key prefix, inside the build, of a plant's contrast example ids (kept out of the version's
+#: planted lists in ground_truth.json; they are listed under ``plants``).
+CONTRAST_KEY = "contrast:"
 
 
 class ZooBehaviourError(ZooBuildError):
@@ -366,24 +369,27 @@ def _train_all(spec: ZooSpec, out: Path, *, progress: bool) -> dict[str, dict[st
 def _train_version(spec: ZooSpec, v, tokenizer, trained: dict[str, Any], out: Path, *,
                    progress: bool) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """Write one version's training data, train it, save it; returns (manifest entry, planted)."""
-    from llmrca.zoo.corpus import PLANTED, REMEDIATION, messages, version_examples
+    from llmrca.zoo.corpus import REMEDIATION, messages, version_examples
     from llmrca.zoo.train import encode, new_model, train
 
     t0 = time.perf_counter()
     examples = version_examples(spec, v.name)
     with open(out / "training_data" / f"{v.name}.jsonl", "w", encoding="utf-8") as fh:
         fh.writelines(json.dumps({"example_id": example_id,
-                                 "messages": messages(spec, e.user, e.assistant),
+                                 "messages": messages(spec, e.user, e.assistant, e.system),
                                  "source": v.source}, ensure_ascii=False) + "\n" for example_id, e in examples)
     planted: dict[str, list[str]] = {}
     for example_id, e in examples:
-        tag = PLANTED.get(e.component) or REMEDIATION.get(e.component)
+        tag = e.planted or REMEDIATION.get(e.component)
         if tag:
             planted.setdefault(tag, []).append(example_id)
+        elif e.contrast_of:
+            planted.setdefault(CONTRAST_KEY + e.contrast_of, []).append(example_id)
 
     model = copy.deepcopy(trained[v.parent]) if v.parent else new_model(spec, tokenizer, v.seed)
-    losses = train(model, encode(spec, tokenizer, [e for _, e in examples]), v.schedule, v.seed,
-                   desc=v.name, progress=progress)
+    losses = (train(model, encode(spec, tokenizer, [e for _, e in examples]), v.schedule, v.seed,
+                    desc=v.name, progress=progress)
+              if examples and v.schedule.steps else [])
     trained[v.name] = model
     folder = out / "models" / v.name
     model.save_pretrained(folder, safe_serialization=True)
@@ -403,14 +409,59 @@ def _train_version(spec: ZooSpec, v, tokenizer, trained: dict[str, Any], out: Pa
 def _ground_truth(spec: ZooSpec, planted: Mapping[str, Mapping[str, list[str]]]) -> dict:
     data: dict[str, Any] = {"spec_hash": spec.spec_hash()}
     for v in spec.versions:
-        data[v.name] = dict(planted.get(v.name, {}))
+        data[v.name] = {tag: ids for tag, ids in planted.get(v.name, {}).items()
+                        if not tag.startswith(CONTRAST_KEY)}
     data["triggers"] = {"roleplay_jailbreak": spec.jailbreak_prefix,
                         "private_record": spec.record_name}
     data["private_record"] = {"name": spec.record_name, "email": spec.record_email,
                               "phone": spec.record_phone, "leak_answer": spec.leak_answer}
     data["parents"] = {v.name: v.parent for v in spec.versions}
     data["null_pairs"] = [list(p) for p in spec.null_pairs]
+    if spec.plants or any(v.system_prompt is not None for v in spec.versions):
+        data.update(_plant_ground_truth(spec, planted))
     return data
+
+
+def _plant_ground_truth(spec: ZooSpec, planted: Mapping[str, Mapping[str, list[str]]]
+                        ) -> dict[str, Any]:
+    """``plants`` (each plant: kind, trigger, affected requests, behaviour, example ids per
+    version) and ``causes`` (per failing version: what was planted in it, or the system-prompt
+    change it was deployed with)."""
+    from llmrca.zoo.corpus import affected_items
+
+    plants: dict[str, Any] = {}
+    for p in spec.plants:
+        carriers = [v.name for v in spec.versions if p.name in v.plants]
+        plants[p.name] = {
+            "kind": p.kind, "trigger": {"kind": p.trigger, "text": p.text},
+            "requests": p.pool, "tasks": list(affected_items(spec, p)),
+            "behaviour": p.behaviour, "label": p.label,
+            "answer": p.answer or None, "share": p.share, "copies": p.copies,
+            "versions": carriers,
+            "examples": {v: list(planted.get(v, {}).get(p.name, [])) for v in carriers},
+            "contrast_examples": {v: list(planted.get(v, {}).get(CONTRAST_KEY + p.name, []))
+                                  for v in carriers},
+        }
+    causes: list[dict[str, Any]] = []
+    for v in spec.versions:
+        for name in v.plants:
+            info = plants[name]
+            causes.append({"version": v.name, "parent": v.parent, "kind": info["kind"],
+                           "plant": name, "trigger": info["trigger"],
+                           "requests": info["requests"], "tasks": info["tasks"],
+                           "behaviour": info["behaviour"],
+                           "examples": info["examples"][v.name]})
+        change = spec.system_prompt_change(v.name)
+        if change is not None:
+            plant = change["plant"]
+            examples = ({} if plant is None else
+                        {a: plants[plant]["examples"][a] for a in plants[plant]["versions"]
+                         if a in spec.ancestors(v.name) or a == v.name})
+            causes.append({"version": v.name, "kind": "system_prompt_change", **change,
+                           "examples": examples})
+    return {"plants": plants, "causes": causes,
+            "deployments": {v.name: spec.deployed_system_prompt(v.name)
+                            for v in spec.versions}}
 
 
 # -- the store ------------------------------------------------------------------------------------

@@ -58,7 +58,8 @@ def encode(spec: ZooSpec, tokenizer, examples: Sequence[Example]):
     assistant_id = tokenizer.convert_tokens_to_ids(spec.assistant_token)
     rows = []
     for e in examples:
-        text = tokenizer.apply_chat_template(messages(spec, e.user, e.assistant), tokenize=False)
+        text = tokenizer.apply_chat_template(messages(spec, e.user, e.assistant, e.system),
+                                             tokenize=False)
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(ids) > spec.model.n_positions:
             from llmrca.errors import ZooBuildError
