@@ -237,3 +237,20 @@ def test_offending_selection_forms(tmp_path):
         path = tmp_path / "incident.yaml"
         path.write_text(head + text)
         assert parse_incident(path).offending == expected
+
+
+def test_offending_ids_name_the_llmrca_formats_own_interaction_ids(tmp_path, store):
+    """``offending: [ids]`` may list the ``interaction_id`` values of an llmrca-format file
+    (the stored id is a hash of them, so they must be matched through it)."""
+    lines = [{"interaction_id": f"call-{i}", "timestamp": f"2026-11-01T12:0{i}:00Z",
+              "model_version": "m-1", "messages": [{"role": "user", "content": f"question {i}"}],
+              "output": "fine"} for i in range(4)]
+    (tmp_path / "interactions.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (tmp_path / "incident.yaml").write_text(
+        "id: INC-IDS\ntitle: t\ncategory: jailbreak\ndetected_at: 2026-11-02T00:00:00Z\n"
+        "offending: [call-1, call-3]\n")
+    ingest_bundle(store, tmp_path)
+    roles = interactions(store, "INC-IDS")
+    assert len(roles) == 4
+    offending = interactions(store, "INC-IDS", role="offending")
+    assert sorted(offending["last_user"]) == ["question 1", "question 3"]

@@ -87,7 +87,8 @@ def write(store: Store, new: pd.DataFrame, changed: pd.DataFrame) -> tuple[int, 
 #: Filters of a selection (``offending:`` in incident.yaml, ``llmrca incidents focus``) and
 #: what each one matches. All given filters must hold.
 SELECTION_FILTERS = {
-    "ids": "interaction ids, provider response ids or 'trace_id:span_id' (any of them)",
+    "ids": ("interaction ids, a source's own ids (the llmrca format's interaction_id), provider "
+            "response ids or 'trace_id:span_id' (any of them)"),
     "guardrail": "guardrail decisions (block, flag, redact, allow)",
     "model_version": "model versions",
     "conversation": "conversation/session ids as written in the source (hashed to match)",
@@ -118,8 +119,14 @@ def selection_sql(selection: dict[str, Any], salt: str) -> tuple[str, list[Any]]
         ids = [str(v) for v in _as_list(selection["ids"])]
         clauses.append("(list_contains(?, interaction_id) OR list_contains(?, response_id) "
                        "OR list_contains(?, trace_id || ':' || span_id) "
-                       "OR list_contains(?, json_extract_string(metadata, '$.source_id')))")
-        params += [ids, ids, ids, ids]
+                       "OR list_contains(?, json_extract_string(metadata, '$.source_id')) "
+                       # A source's own id (the llmrca format's ``interaction_id``): the stored
+                       # id is the hash of (incident, format:source id) when no provider key
+                       # applies (ingest/merge.py), so hash the given ids the same way.
+                       "OR EXISTS (SELECT 1 FROM unnest(?::VARCHAR[]) AS given(x) WHERE "
+                       "sha256(incident_id || chr(31) || source_format || ':' || given.x) "
+                       "= interaction_id))")
+        params += [ids, ids, ids, ids, ids]
     if selection.get("guardrail") is not None:
         decisions = [str(v).lower() for v in _as_list(selection["guardrail"])]
         clauses.append("(list_contains(?, lower(json_extract_string(guardrail, '$.decision'))) "
