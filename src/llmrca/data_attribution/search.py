@@ -41,10 +41,11 @@ FUSION_K = 60
 
 
 def _ranks(scores: np.ndarray) -> np.ndarray:
-    """1 = highest score; ties share the average rank (so example order cannot matter)."""
-    from scipy.stats import rankdata
+    """1 = highest score; (near-)ties share the average rank, so example order cannot matter."""
+    from llmrca.data_attribution.signals import percentile_ranks
 
-    return rankdata(-np.asarray(scores, dtype=float), method="average")
+    values = np.asarray(scores, dtype=float)
+    return len(values) + 1 - percentile_ranks(values) * len(values)
 
 
 def fuse(example_ids: Sequence[str], scores: dict[str, np.ndarray], *, k: int = FUSION_K

@@ -57,7 +57,7 @@ class SignalScores:
     ----------
     signal : str
     example_ids : tuple of str
-        Sorted.
+        In the order the examples were given (scores do not depend on that order).
     scores : numpy.ndarray
         ``[n_examples]``: the example's score (higher = more suspect).
     per_query : numpy.ndarray
@@ -82,12 +82,32 @@ class SignalScores:
         return len(self.example_ids) / self.seconds if self.seconds > 0 else float("inf")
 
 
-def percentile_ranks(values: np.ndarray) -> np.ndarray:
-    """Column-wise rank / n in (0, 1] (ties share their average rank): 1 = most similar."""
-    from scipy.stats import rankdata
+#: Values closer than this share of a column's range are ties: the same text scored through a
+#: different summation order (BM25's IDF sums, a different batch's padding) must not rank
+#: differently, or the ranking would depend on the order of the examples.
+TIE_TOLERANCE = 1e-6
 
+
+def _tolerant_ranks(column: np.ndarray) -> np.ndarray:
+    order = np.argsort(column, kind="stable")
+    ordered = column[order]
+    span = float(ordered[-1] - ordered[0]) if len(ordered) else 0.0
+    starts = np.concatenate([[True], np.diff(ordered) > TIE_TOLERANCE * max(span, 1e-12)])
+    group = np.cumsum(starts) - 1
+    positions = np.arange(1, len(column) + 1, dtype=float)
+    mean_rank = np.bincount(group, positions) / np.bincount(group)
+    ranks = np.empty(len(column))
+    ranks[order] = mean_rank[group]
+    return ranks
+
+
+def percentile_ranks(values: np.ndarray) -> np.ndarray:
+    """Column-wise rank / n in (0, 1] (near-ties share their average rank): 1 = most similar."""
     values = np.asarray(values, dtype=float)
-    return rankdata(values, axis=0, method="average") / max(len(values), 1)
+    if values.ndim == 1:
+        return _tolerant_ranks(values) / max(len(values), 1)
+    return np.stack([_tolerant_ranks(values[:, j]) for j in range(values.shape[1])],
+                    axis=1) / max(len(values), 1)
 
 
 def soft_and(prompt_similarity: np.ndarray, completion_similarity: np.ndarray) -> np.ndarray:
@@ -108,11 +128,10 @@ def _finish(signal: str, examples: Sequence[TrainingExample], queries: Sequence[
                         time.perf_counter() - start, info)
 
 
-def _check_sorted(examples: Sequence[TrainingExample]) -> None:
+def _check_unique(examples: Sequence[TrainingExample]) -> None:
     ids = [e.example_id for e in examples]
-    if ids != sorted(ids) or len(set(ids)) != len(ids):
-        raise InvalidArgumentError("training examples must be sorted by id and unique "
-                                   "(training_examples() returns them so)")
+    if len(set(ids)) != len(ids):
+        raise InvalidArgumentError("training example ids must be unique")
 
 
 # -- lexical ----------------------------------------------------------------------------------------
@@ -130,7 +149,7 @@ def lexical_scores(examples: Sequence[TrainingExample], queries: Sequence[QueryC
     :func:`soft_and`."""
     from rank_bm25 import BM25Okapi
 
-    _check_sorted(examples)
+    _check_unique(examples)
     start = time.perf_counter()
     # BM25Okapi divides by the mean document length: an empty corpus entry is fine, an empty
     # corpus is not (search_training_data never gets here without examples).
@@ -188,7 +207,7 @@ def representation_scores(loaded, examples: Sequence[TrainingExample],
     from llmrca.models.architectures import model_parts
     from llmrca.models.forward import _state_indices
 
-    _check_sorted(examples)
+    _check_unique(examples)
     n_states = model_parts(loaded.model).n_layers + 1
     chosen = default_layer(loaded.model) if layer is None else _state_indices(int(layer),
                                                                              n_states)[0]
@@ -326,7 +345,7 @@ def gradient_scores(loaded, examples: Sequence[TrainingExample], queries: Sequen
         Count-sketch the gradients to this many buckets (seeded by ``seed``); default: exact
         dot products on the subset.
     """
-    _check_sorted(examples)
+    _check_unique(examples)
     model = loaded.model
     parameters = _gradient_parameters(model, subset)
     size = sum(int(p.numel()) for _n, p in parameters)
