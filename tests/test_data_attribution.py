@@ -251,3 +251,38 @@ def test_the_search_works_on_a_vocabulary_nothing_knows(other_organism, record_p
     for name, value in precision.items():
         record_property(f"precision_{name}", value)
     assert precision["combined"] >= 0.8, precision
+
+
+# -- the command line and the figure --------------------------------------------------------------
+
+@pytest.mark.slow
+def test_cli_prints_the_ranking_and_draws_the_figure(zoo_path, tmp_path, capsys):
+    from llmrca.cli import main
+    from llmrca.viz import training_search_figure
+
+    png = tmp_path / "top.png"
+    assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
+                 "--signals", "lexical", "--top", "5",
+                 "--figure", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "signals lexical (" in out and "examples/s" in out
+    assert out.count("assistant-v2-") >= 5 and "lexical_rank" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Read-only: the stored ranking is printed; a signal never computed is refused (exit 1).
+    assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
+                 "--signals", "lexical", "--read-only"]) == 0
+    assert "(stored)" in capsys.readouterr().out
+    assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
+                 "--signals", "gradient", "--read-only"]) == 1
+    assert "read-only" in capsys.readouterr().err
+    assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
+                 "--top", "0"]) == 2
+    from llmrca.store import Store
+
+    with Store(zoo_path, read_only=True) as ro:
+        frame = search_training_data(ro, "INC-0002", V2,
+                                     signals=("lexical",)).to_frame()
+    fig = training_search_figure(frame, top=4)
+    assert len(fig.axes) == 2   # lexical, combined
+    labels = [t.get_text().split(":")[0] for t in fig.axes[1].get_yticklabels()]
+    assert sorted(labels) == sorted(frame["example_id"].head(4))
