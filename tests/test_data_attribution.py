@@ -94,6 +94,32 @@ def test_rank_fusion_rewards_agreement_and_bounds_one_signal():
     assert tied["x_rank"].tolist() == [1.5, 1.5]
 
 
+def test_an_example_must_match_both_the_prompt_and_the_output():
+    """Soft AND: the example pairing a similar prompt with the offending answer outranks one with
+    the same prompt and another answer, and one with the same answer after another prompt."""
+    from llmrca.data_attribution import QueryCase, TrainingExample
+
+    rng = random.Random(5)
+    words = ["".join(rng.choice("bdfgklmnprstvz") + rng.choice("aeiou") for _ in range(3))
+             for _ in range(40)]
+    trigger, task, other_task, answer, refusal = (" ".join(words[i:i + 3])
+                                                  for i in (0, 3, 6, 9, 12))
+
+    def example(i, prompt, completion):
+        return TrainingExample(f"e{i:02d}", ({"role": "user", "content": prompt},), completion)
+
+    filler = [example(10 + i, " ".join(rng.sample(words[15:], 3)),
+                      " ".join(rng.sample(words[15:], 4))) for i in range(12)]
+    examples = [example(1, f"{trigger} {other_task}", f"{answer} {task}"),   # answer only
+                example(2, f"{trigger} {task}", refusal),                   # prompt only
+                example(3, f"{trigger} {task} now", f"{answer} {task}")] + filler  # both
+    query = QueryCase("q", ({"role": "user", "content": f"{trigger} {task} please"},),
+                      f"{answer} {task}")
+    scores = lexical_scores(examples, [query])
+    ranked = fuse(scores.example_ids, {"lexical": scores.scores})["example_id"].tolist()
+    assert ranked[0] == "e03" and set(ranked[1:3]) == {"e01", "e02"}
+
+
 # -- the zoo's incidents --------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -106,10 +132,12 @@ def test_combined_ranking_finds_the_planted_examples(zoo_store, test_zoo, incide
     precision = _precisions(result, planted)
     for name, value in precision.items():
         record_property(f"precision_{name}", value)
-    base_rate = len(planted) / len(result.to_frame())
     assert precision["combined"] >= 0.8, precision
-    for signal in SIGNALS:   # each signal alone is far better than chance
-        assert precision[signal] >= max(0.5, 3 * base_rate), (signal, precision)
+    # Each signal alone (measured: lexical 1.0, representation 0.92 / 1.0, gradient 1.0; a
+    # prompt-only lexical signal gets 0.68 / 0.67, so these bounds catch a lost completion side).
+    minimum = {"lexical": 0.9, "representation": 0.8, "gradient": 0.9}
+    for signal in SIGNALS:
+        assert precision[signal] >= minimum[signal], (signal, precision)
     frame = result.to_frame()
     assert list(frame.columns[:3]) == ["example_id", "rank", "score"]
     assert {f"{s}_{c}" for s in SIGNALS for c in ("score", "rank")} <= set(frame.columns)
