@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from dataclasses import replace
@@ -150,7 +151,9 @@ def main(argv=None) -> int:
                                       other.ground_truth_data()["failing"]["roleplay_jailbreak"],
                                       args.sketch)
                 rows += case
-    print(f"# Training-data search ({args.threads} thread(s)); k = number of planted examples\n")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"# Training-data search ({args.threads} torch thread(s), {os.cpu_count()} CPUs, "
+          f"load average {load}); k = number of planted examples\n")
     print("| case | signal | k | precision@k | examples/s |")
     print("|---|---|---:|---:|---:|")
     for label, name, k, precision, speed in rows:
