@@ -201,9 +201,27 @@ def test_bad_requests_fail_clearly(zoo_store):
         retrain_without(zoo_store, V2, ["assistant-v2-999999"])
 
 
-def test_the_recipe_comes_from_the_organism_not_its_strings(zoo_store):
+def test_the_recipe_comes_from_the_organism_not_its_strings(zoo_store, tmp_path):
+    import shutil
+
+    from llmrca.models import get_version, register_version
+
     recipe = training_recipe(zoo_store, V2)
     assert recipe.parent == V1 and recipe.steps > 0 and recipe.seed == 3
+    # The same weights outside a zoo, with a parent but no recipe file: a clear error ...
+    copy = tmp_path / "copied"
+    shutil.copytree(get_version(zoo_store, V2).source, copy)
+    register_version(zoo_store, "copied-v2", str(copy), parent=V1)
+    with pytest.raises(NotFoundError, match="training_recipe.json"):
+        training_recipe(zoo_store, "copied-v2")
+    # ... and a recipe file next to the weights is read (malformed: the file and field named).
+    (copy / "training_recipe.json").write_text(json.dumps(
+        {"seed": 7, "schedule": {"steps": 5, "batch_size": 4}}), encoding="utf-8")
+    own = training_recipe(zoo_store, "copied-v2")
+    assert (own.parent, own.steps, own.batch_size, own.seed) == (V1, 5, 4, 7)
+    (copy / "training_recipe.json").write_text(json.dumps({"schedule": {}}), encoding="utf-8")
+    with pytest.raises(ValueError, match="training_recipe.json.*schedule"):
+        training_recipe(zoo_store, "copied-v2")
 
 
 @pytest.mark.slow
