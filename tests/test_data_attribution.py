@@ -319,7 +319,7 @@ def test_cli_prints_the_ranking_and_draws_the_figure(zoo_path, tmp_path, capsys)
                  "--signals", "lexical", "--read-only"]) == 0
     assert "(stored)" in capsys.readouterr().out
     assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
-                 "--signals", "gradient", "--read-only"]) == 1
+                 "--signals", "representation", "--layer", "0", "--read-only"]) == 1
     assert "read-only" in capsys.readouterr().err
     assert main(["--db", str(zoo_path), "search-training", "INC-0002", "--version", V2,
                  "--top", "0"]) == 2
