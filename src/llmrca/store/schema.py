@@ -407,6 +407,60 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             info JSON NOT NULL,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (11, "training-data search: per-signal scores, search runs, leave-k-out checks", [
+        # One signal's scores of every training example of a version against an incident's
+        # offending interactions: signal_id is a content id of the signal, the version's
+        # fingerprint, the training data, the queries and the signal's parameters and seed, so a
+        # re-run (or another search sharing the signal) computes nothing.
+        """CREATE TABLE training_search_signals (
+            signal_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            model_fingerprint VARCHAR NOT NULL,
+            signal VARCHAR NOT NULL,
+            parameters JSON NOT NULL,
+            seed BIGINT,
+            example_ids JSON NOT NULL,
+            query_ids JSON NOT NULL,
+            scores JSON NOT NULL,
+            per_query JSON NOT NULL,
+            seconds DOUBLE NOT NULL,
+            info JSON,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # A search: which signal rows it combined, and how.
+        """CREATE TABLE training_search_runs (
+            run_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            model_fingerprint VARCHAR NOT NULL,
+            signals JSON NOT NULL,
+            signal_ids JSON NOT NULL,
+            parameters JSON NOT NULL,
+            seed BIGINT,
+            info JSON NOT NULL,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+        # A leave-k-out check: the parent fine-tuned again without the removed examples, the
+        # incident replayed on both; keyed by the parent's fingerprint, the removed ids, the
+        # recipe, the training data and the replay's parameters.
+        """CREATE TABLE leave_out_results (
+            leave_out_id VARCHAR PRIMARY KEY,
+            incident_id VARCHAR NOT NULL,
+            model_version VARCHAR NOT NULL,
+            parent VARCHAR NOT NULL,
+            parent_fingerprint VARCHAR NOT NULL,
+            removed JSON NOT NULL,
+            recipe JSON NOT NULL,
+            retrained_version VARCHAR NOT NULL,
+            retrained_fingerprint VARCHAR NOT NULL,
+            replay_run_id VARCHAR NOT NULL,
+            result JSON NOT NULL,
+            parameters JSON NOT NULL,
+            seed BIGINT,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ]),
     (13, "logs in place: registered Parquet log sources, and the view all_log_events", [
         # Production logs that stay where they are (local Parquet, a glob, an s3:// URL): where
         # they are, each file's row count and schema digest when registered (a moved or

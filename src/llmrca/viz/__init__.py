@@ -8,6 +8,7 @@ matplotlib is imported when a figure is drawn, not when this package is imported
 """
 
 from llmrca.viz.attribution import segment_bars_figure, token_heatmap_figure
+from llmrca.viz.data_attribution import training_search_figure
 from llmrca.viz.figures import (
     containment_figure,
     logprob_figure,
@@ -26,4 +27,5 @@ from llmrca.viz.internals import (
 
 __all__ = ["containment_figure", "logprob_figure", "patching_figure", "probe_accuracy_figure",
            "projection_figure", "rates_figure", "scope_figure", "segment_bars_figure", "show",
-           "timeline_figure", "to_png", "token_heatmap_figure", "weight_diff_figure"]
+           "timeline_figure", "to_png", "token_heatmap_figure", "training_search_figure",
+           "weight_diff_figure"]
