@@ -346,6 +346,18 @@ def test_cli_attribute_names_the_prime_suspect(test_zoo, tmp_path, capsys):
     assert TEST_SPEC.jailbreak_prefix.strip() in suspect, out
     with Store(db) as s, pytest.raises(NotFoundError, match="list_attribution_runs"):
         attribution_run(s, "attr-nope")
+    # The stored runs (v2 and v1, one each), listed from a read-only store without a model.
+    assert main(["--db", str(db), "attribute", "INC-0001", "--list"]) == 0
+    out = capsys.readouterr().out
+    with Store(db, read_only=True) as s:
+        from llmrca.attribution import list_attributions
+
+        runs = list_attributions(s, "INC-0001")
+    assert sorted(runs["model_version"]) == [V1, V2]
+    assert (runs["interactions"] == 6).all() and (runs["method"] == "ablation").all()
+    assert all(run_id in out for run_id in runs["run_id"]) and "2 attribution run(s)" in out
+    assert main(["--db", str(db), "attribute", "INC-0001"]) == 2     # neither --version nor --list
+    assert "--version" in capsys.readouterr().err
 
 
 # -- captum against a direct teacher-forced computation -----------------------------------------
@@ -404,10 +416,13 @@ def test_batched_perturbations_give_the_same_scores(test_zoo):
 
 # -- tiny random models of several families -----------------------------------------------------
 
-FAMILIES = ("llama", "qwen2", "gpt2", "gpt_neox")
-#: Open: on the random Qwen2 model IG's completeness gap was 0.076 for a target difference of
-#: 0.023 at 128 steps (llama, gpt2, gpt_neox pass at 2% + 0.02); not yet understood.
-COMPLETENESS_OPEN = {"qwen2"}
+FAMILIES = ("llama", "qwen2", "mistral", "phi", "gpt2", "gpt_neox")
+#: IG steps of the completeness check. The gap is quadrature error, not precision: on the
+#: random Qwen2 model it was +0.125 at 32 steps, -0.076 at 128 and 0.00000 at 512 for a target
+#: difference of 0.023, the same to 1e-5 in float64 (llama: +0.084, -0.009, 0.00001 for 0.41).
+#: The integrand along Qwen2's path is rougher (a small difference, q/k/v biases); at 128
+#: steps it had been an xfail.
+IG_STEPS = 512
 
 
 @pytest.fixture(scope="module")
@@ -455,17 +470,17 @@ def test_segment_and_ig_attribution_on_random_families(families, family):
     seg = segment_attribution(model, tok, template, values, [""] * len(values), target)
     assert len(seg.scores) == len(segs) == 4 and all(math.isfinite(x) for x in seg.scores)
     ig = token_attribution(model, tok, prompt.text, target, baseline_id=pad_id_of(tok, model),
-                           n_steps=128)
+                           n_steps=IG_STEPS)
     n_tokens = len(tok(prompt.text, add_special_tokens=False)["input_ids"])
     assert len(ig.scores) == len(ig.tokens) == len(ig.positions) == n_tokens
     assert len(ig.per_target) == len(target[0].token_ids)
     assert all(math.isfinite(x) for x in ig.scores)
     # Completeness: the token attributions add up to target(input) - target(baseline).
     difference = ig.full_score - ig.baseline_score
-    if family in COMPLETENESS_OPEN:
-        pytest.xfail(f"IG completeness gap {ig.completeness_gap:.3f} on random {family}: open")
-    assert abs(ig.completeness_gap) <= 0.02 * abs(difference) + 0.02, (ig.completeness_gap,
-                                                                       difference)
+    assert abs(ig.completeness_gap) <= 0.02 * abs(difference) + 0.002, (ig.completeness_gap,
+                                                                        difference)
+    # Both methods score the same target on the same prompt: log p(target | prompt) agrees.
+    assert seg.full_score == pytest.approx(ig.full_score, abs=1e-3)
     assert model_is_clean(model)
 
 
@@ -507,8 +522,8 @@ def test_the_result_holds_on_an_organism_with_another_vocabulary(other_vocabular
                                           + template.format(task=task)}]),
                  "output": spec.help_answer(task)}
                 for i, (task, template) in enumerate(
-                    (t, spec.heldout_templates[j % len(spec.heldout_templates)])
-                    for j, t in enumerate(spec.harmful_tasks))]
+                    (t, template) for template in spec.heldout_templates[:2]
+                    for t in spec.harmful_tasks)]
         insert_interactions(s, pd.DataFrame(rows))
         for target in ("output", "contrastive"):
             failing = attribute_incident(s, "INC-X", "failing", target=target, against="base",
@@ -522,3 +537,14 @@ def test_the_result_holds_on_an_organism_with_another_vocabulary(other_vocabular
             assert sf.index[0] == name
             assert sb.index[0] != name or sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
             assert sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
+        # Faithfulness on the 8 prompts (4 tasks x 2 templates; 6+ prompts can reach p < 0.05).
+        # Measured (20 samples): 0.99 -> 0.03 deleting the top segment (the trigger clause on
+        # all 8), 0.98 with low-ranked controls; paired +0.95 [+0.88, +1.02], p = 2/256.
+        faith = attribute_incident(s, "INC-X", "failing", target="contrastive",
+                                   refusal=spec.refusal, samples=10,
+                                   judges=JUDGES).faithfulness
+        print(faith)
+        assert len(faith.per_prompt) == 8 and (faith.per_prompt["difference"] > 0.5).all()
+        assert faith.difference_low > 0.6 and faith.p_value == pytest.approx(2 / 256)
+        assert faith.verdict == "faithful"
+        assert (faith.spans["control"] == "low-ranked").all()
