@@ -252,6 +252,8 @@ def test_direction_results_hold_on_another_vocabulary(other_store):
         .set_index(["intervention", "measure"])
     assert checks.loc[("ablate", "refused"), "difference_high"] < 0
     assert checks.loc[("add", "refused"), "difference_low"] > 0
+    weights = diff_weights(other_store, "base", "failing")
+    assert (weights.to_frame()["diff_norm"] > 0).all() and 0 < weights.relative < 1
 
 
 # -- random architectures -------------------------------------------------------------------------
