@@ -542,8 +542,8 @@ def test_the_result_holds_on_an_organism_with_another_vocabulary(other_vocabular
             assert sb.index[0] != name or sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
             assert sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
         # Faithfulness on the 8 prompts (4 tasks x 2 templates; 6+ prompts can reach p < 0.05).
-        # Measured (20 samples): 0.99 -> 0.03 deleting the top segment (the trigger clause on
-        # all 8), 0.98 with low-ranked controls; paired +0.95 [+0.88, +1.02], p = 2/256.
+        # Measured (10 samples): 1.00 -> 0.03 deleting the top segment (the trigger clause on
+        # all 8), 0.98 with low-ranked controls; paired +0.95 [+0.85, +1.05], p = 2/256.
         faith = attribute_incident(s, "INC-X", "failing", target="contrastive",
                                    refusal=spec.refusal, samples=10,
                                    judges=JUDGES).faithfulness
