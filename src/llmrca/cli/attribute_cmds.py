@@ -14,8 +14,9 @@ def add_parser(subparsers) -> None:
                     "sentences and clauses of the last user turn), attribute the offending "
                     "output's log-probability (or log p(offending) - log p(refusal)) to them "
                     "with captum, optionally on a safe version side by side, and check "
-                    "faithfulness by replaying with the top segment deleted against random "
-                    "spans of similar length. Results are cached in the store.")
+                    "faithfulness by replaying with the top segment deleted against control "
+                    "spans of similar length drawn from low-ranked text. Results are cached "
+                    "in the store; --list shows the stored runs.")
     p.add_argument("incident", help="incident id")
     p.add_argument("--version", help="the version to attribute (the failing one)")
     p.add_argument("--list", action="store_true",
