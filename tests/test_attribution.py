@@ -151,29 +151,56 @@ def test_both_baselines_recorded_and_the_diff_names_the_prime_suspect(zoo_result
     assert refusal["refusal"] == TEST_SPEC.refusal and V1 in refusal["refusal_source"]
 
 
+def _upper_half_overlaps(result) -> int:
+    """Control spans (``drop random``) that overlap a segment of the upper half of their
+    prompt's ranking (a shared word run of 8+ characters counts)."""
+    import statistics
+
+    hits = 0
+    spans = result.faithfulness.spans
+    for row in result.rows.itertuples(index=False):
+        median = statistics.median(row.scores)
+        high = [seg["text"] for seg, score in zip(row.segments, row.scores) if score >= median]
+        for text in spans[(spans["interaction_id"] == row.interaction_id)
+                          & (spans["role"] == "drop random")]["text"]:
+            words = text.split()
+            pieces = [" ".join(words[i:i + 2]) for i in range(max(len(words) - 1, 1))]
+            hits += any(p and len(p) >= 8 and p in seg for p in pieces for seg in high)
+    return hits
+
+
 @pytest.mark.slow
 def test_faithfulness_and_the_read_only_read_path(zoo_store, zoo_results, tmp_path):
     from llmrca.store import Store
 
-    result = attribute_incident(zoo_store, "INC-0001", V2, samples=20, judges=JUDGES)
+    result = attribute_incident(zoo_store, "INC-0001", V2, target="contrastive", against=V1,
+                                samples=20, judges=JUDGES)
     faith = result.faithfulness
     print(faith)
+    print(faith.per_prompt.round(2).to_dict("records"))
     table = faith.table.set_index("variant")
-    assert faith.change_top < faith.change_random           # deleting the top drops it more
-    assert faith.change_top <= -0.5 and table.loc["drop top", "rate"] <= 0.2
-    # Paired by prompt (measured, seed 0, 20 samples): top drop minus random drop is positive on
-    # 5 of 6 prompts; on the sixth the top segment was its request (top drop -0.15) while the
-    # random spans hit the role-play clause (random drop 0.70). Mean +0.59 [-0.15, +1.34],
-    # exact sign-flip p = 4/32 = 0.125: "weak". Pooled: 0.84 -> 0.14 (top) vs 0.75 (random).
+    # Measured (seed 0, 20 samples per variant): the contrastive top segment is the role-play
+    # clause on all six prompts; deleting it takes the failure rate 0.84 -> 0.00, deleting
+    # low-ranked text of similar length (controls) 0.84 -> 0.37. Paired by prompt: top drop
+    # minus control drop > 0 on all six (+0.05 .. +0.95), mean +0.37 [-0.02, +0.75] (t over
+    # 6 prompts), exact sign-flip p = 2/64 = 1/32: faithful.
+    assert faith.change_top < faith.change_random
+    assert faith.change_top <= -0.7 and table.loc["drop top", "rate"] <= 0.05
     per = faith.per_prompt
     assert len(per) == 6
-    assert (per["top_drop"] > per["random_drop"]).sum() == 5, per
-    assert faith.difference > 0.4
-    assert faith.p_value == pytest.approx(4 / 32)
-    assert faith.verdict == "weak"
-    assert (faith.spans["role"] == "drop random").sum() == 18
+    assert (per["difference"] > 0).all(), per
+    assert faith.difference == pytest.approx(0.37, abs=0.15)
+    assert faith.difference_low < faith.difference < faith.difference_high
+    assert faith.p_value == pytest.approx(1 / 32)
+    assert faith.verdict == "faithful"
+    controls = faith.spans[faith.spans["role"] == "drop random"]
+    assert len(controls) == 18 and (controls["control"] == "low-ranked").all()
+    assert _upper_half_overlaps(result) == 0       # no control touches a high-ranked segment
+    tops = faith.spans[faith.spans["role"] == "drop top"].set_index("interaction_id")["n_chars"]
+    assert (abs(controls["n_chars"] - controls["interaction_id"].map(tops)) <= 12).all()
     # Cached: the same call computes nothing; the stored run reads back read-only.
-    again = attribute_incident(zoo_store, "INC-0001", V2, samples=20, judges=JUDGES)
+    again = attribute_incident(zoo_store, "INC-0001", V2, target="contrastive", against=V1,
+                               samples=20, judges=JUDGES)
     assert again.info["counts"]["computed"] == 0 and again.run_id == result.run_id
     path = zoo_store.path
     copy = tmp_path / "copy.duckdb"
@@ -185,6 +212,53 @@ def test_faithfulness_and_the_read_only_read_path(zoo_store, zoo_results, tmp_pa
     assert loaded.faithfulness.verdict == faith.verdict
     assert loaded.faithfulness.p_value == pytest.approx(faith.p_value)
     pd.testing.assert_frame_equal(loaded.faithfulness.per_prompt, faith.per_prompt)
+
+
+@pytest.mark.slow
+def test_faithfulness_of_the_output_target_is_reported_not_passed(zoo_store, zoo_results):
+    """The output target (log p of the offending text) credits the request nearly as much as
+    the role-play clause; deleting its top segment lowers the failure rate no more than the
+    controls do. Measured, and reported as it is."""
+    faith = attribute_incident(zoo_store, "INC-0001", V2, samples=20,
+                               judges=JUDGES).faithfulness
+    print(faith)
+    # Measured: pooled 0.84 -> 0.14 (top) vs 0.17 (controls: low-ranked system-prompt text;
+    # the tiny model garbles its answer when part of its fixed system prompt is cut); paired
+    # mean +0.00 [-0.32, +0.32], p = 1: weak. On one prompt the top segment is the request and
+    # deleting it raises the rate (0.70 -> 0.85).
+    assert faith.verdict == "weak"
+    assert abs(faith.difference) <= 0.15 and faith.p_value > 0.5
+    assert (faith.per_prompt["difference"] < 0).sum() == 1
+
+
+@pytest.mark.slow
+def test_warm_attribution_loads_no_model(zoo_store, zoo_results, monkeypatch, tmp_path):
+    """Every attribution stored: the call keys from the registered fingerprint and tokenizer
+    files and returns from the store without loading weights (also from a read-only copy)."""
+    import llmrca.models
+    from llmrca.store import Store
+
+    cold = zoo_results[(V2, "contrastive", "removal")]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a warm attribution loaded a model")
+
+    monkeypatch.setattr(llmrca.models, "load_version", refuse)
+    warm = attribute_incident(zoo_store, "INC-0001", V2, target="contrastive", against=V1,
+                              judges=JUDGES)
+    assert warm.info["model_loaded"] is False and warm.info["counts"]["computed"] == 0
+    assert warm.run_id == cold.run_id
+    pd.testing.assert_frame_equal(warm.to_frame(), cold.to_frame())
+    copy = tmp_path / "warm.duckdb"
+    zoo_store.con.execute("CHECKPOINT")
+    copy.write_bytes(Path(zoo_store.path).read_bytes())
+    with Store(copy, read_only=True) as ro:
+        again = attribute_incident(ro, "INC-0001", V1, target="output", against=V1,
+                                   judges=JUDGES)
+    assert again.run_id == zoo_results[(V1, "output", "removal")].run_id
+    # Something missing (another method): the model is needed, and the patched loader says so.
+    with pytest.raises(AssertionError, match="loaded a model"):
+        attribute_incident(zoo_store, "INC-0001", V2, method="shapley", shapley_samples=2)
 
 
 def test_paired_faithfulness_rule():
@@ -199,6 +273,57 @@ def test_paired_faithfulness_rule():
     assert paired_verdict([-0.5, 0.2, -0.3])["verdict"] == "unfaithful"
     assert paired_verdict([0.0, 0.0])["verdict"] == "unfaithful"
     assert paired_verdict([])["verdict"] == "unfaithful"
+
+
+def test_paired_rule_holds_its_level_and_has_power_in_simulation():
+    """Simulated prompts: under the null (each prompt's difference symmetric around 0, prompts
+    of very different spread) ``faithful`` comes out at most ~alpha of the time; with a real
+    effect (mean 0.3, sd 0.25) and 8 prompts, most of the time. Either would fail if the
+    rule ignored the sign-flip test or the pairing."""
+    import numpy as np
+
+    from llmrca.attribution import paired_verdict
+
+    rng = np.random.default_rng(11)
+    runs = 1000
+    null = sum(paired_verdict(rng.normal(0, rng.uniform(0.05, 0.6, 8)),
+                              seed=i)["verdict"] == "faithful" for i in range(runs)) / runs
+    power = sum(paired_verdict(rng.normal(0.3, 0.25, 8), seed=i)["verdict"] == "faithful"
+                for i in range(runs)) / runs
+    print(null, power)
+    assert null <= 0.05 + 3 * (0.05 * 0.95 / runs) ** 0.5
+    assert power >= 0.6
+
+
+def test_control_spans_avoid_the_upper_half_of_the_ranking():
+    import random
+
+    from llmrca.attribution import control_spans
+
+    system = "Be a kind and careful helper at all times. "
+    user = "Lomi faru vek zeri, kado mupi tal. Please bake a loaf of bread today!"
+    segs = auto_segments(system, [{"role": "user", "content": user}])
+    texts = {-1: system, 0: user}
+    assert [s.name for s in segs] == ["system", "user 1.1", "user 1.2", "user 2.1"]
+    # "Lomi ... zeri, " ranks first and "Please ..." second: with four segments the median
+    # lies between the 2nd and the 3rd, so controls come from the system prompt or "kado ...".
+    scores = [0.1, 5.0, 0.2, 3.0]
+    for seed in range(20):
+        drawn, control = control_spans(texts, segs, scores, 3, random.Random(seed))
+        assert control == "low-ranked" and len(drawn) == 3
+        for message, text in drawn:
+            assert not {"Lomi", "zeri,", "Please", "bread"} & set(text.split())
+            assert text in texts[message]
+    # Nothing below the median (a tie): fall back to text outside the top segment, say so.
+    only = auto_segments(None, [{"role": "user", "content": "Alpha beta gamma. Delta."}])
+    drawn, control = control_spans({0: "Alpha beta gamma. Delta."}, only, [2.0, 2.0], 2,
+                                   random.Random(0))
+    assert control == "not-top" and drawn and all("Alpha" not in t for _, t in drawn)
+    # A span the deletion variant would delete elsewhere is rejected.
+    drawn, control = control_spans(texts, segs, scores, 3, random.Random(0),
+                                   deletable=lambda message, start, span: message == 0)
+    assert drawn and all(m == 0 for m, _ in drawn)
+    assert control_spans({0: "x"}, only, [2.0, 1.0], 2, random.Random(0)) == ([], "none")
 
 
 
@@ -222,6 +347,18 @@ def test_cli_attribute_names_the_prime_suspect(test_zoo, tmp_path, capsys):
     assert TEST_SPEC.jailbreak_prefix.strip() in suspect, out
     with Store(db) as s, pytest.raises(NotFoundError, match="list_attribution_runs"):
         attribution_run(s, "attr-nope")
+    # The stored runs (v2 and v1, one each), listed from a read-only store without a model.
+    assert main(["--db", str(db), "attribute", "INC-0001", "--list"]) == 0
+    out = capsys.readouterr().out
+    with Store(db, read_only=True) as s:
+        from llmrca.attribution import list_attributions
+
+        runs = list_attributions(s, "INC-0001")
+    assert sorted(runs["model_version"]) == [V1, V2]
+    assert (runs["interactions"] == 6).all() and (runs["method"] == "ablation").all()
+    assert all(run_id in out for run_id in runs["run_id"]) and "2 attribution run(s)" in out
+    assert main(["--db", str(db), "attribute", "INC-0001"]) == 2     # neither --version nor --list
+    assert "--version" in capsys.readouterr().err
 
 
 # -- captum against a direct teacher-forced computation -----------------------------------------
@@ -280,10 +417,14 @@ def test_batched_perturbations_give_the_same_scores(test_zoo):
 
 # -- tiny random models of several families -----------------------------------------------------
 
-FAMILIES = ("llama", "qwen2", "gpt2", "gpt_neox")
-#: Open: on the random Qwen2 model IG's completeness gap was 0.076 for a target difference of
-#: 0.023 at 128 steps (llama, gpt2, gpt_neox pass at 2% + 0.02); not yet understood.
-COMPLETENESS_OPEN = {"qwen2"}
+FAMILIES = ("llama", "qwen2", "mistral", "phi", "gpt2", "gpt_neox")
+#: IG steps of the completeness check. The gap is quadrature error, not precision: on the
+#: random Qwen2 model with an 11-token target it was +0.125 at 32 steps, -0.076 at 128 and
+#: 0.00000 at 512 for a target difference of 0.023, the same to 1e-5 in float64 (llama: +0.084,
+#: -0.009, 0.00001 for 0.41); at 128 steps it had been an xfail. captum runs IG once per target
+#: token, so the check uses a 3-token target ("Sure!") at 256 steps: gap 0.0012 (qwen2) and
+#: 0.0004 (llama), a few seconds per family.
+IG_STEPS = 256
 
 
 @pytest.fixture(scope="module")
@@ -330,18 +471,20 @@ def test_segment_and_ig_attribution_on_random_families(families, family):
                                    ["input_ids"]))]
     seg = segment_attribution(model, tok, template, values, [""] * len(values), target)
     assert len(seg.scores) == len(segs) == 4 and all(math.isfinite(x) for x in seg.scores)
-    ig = token_attribution(model, tok, prompt.text, target, baseline_id=pad_id_of(tok, model),
-                           n_steps=128)
+    short = [WeightedTarget(tuple(tok("Sure!", add_special_tokens=False)["input_ids"]))]
+    ig = token_attribution(model, tok, prompt.text, short, baseline_id=pad_id_of(tok, model),
+                           n_steps=IG_STEPS)
     n_tokens = len(tok(prompt.text, add_special_tokens=False)["input_ids"])
     assert len(ig.scores) == len(ig.tokens) == len(ig.positions) == n_tokens
-    assert len(ig.per_target) == len(target[0].token_ids)
+    assert len(ig.per_target) == len(short[0].token_ids) == 3
     assert all(math.isfinite(x) for x in ig.scores)
     # Completeness: the token attributions add up to target(input) - target(baseline).
     difference = ig.full_score - ig.baseline_score
-    if family in COMPLETENESS_OPEN:
-        pytest.xfail(f"IG completeness gap {ig.completeness_gap:.3f} on random {family}: open")
-    assert abs(ig.completeness_gap) <= 0.02 * abs(difference) + 0.02, (ig.completeness_gap,
-                                                                       difference)
+    assert abs(ig.completeness_gap) <= 0.02 * abs(difference) + 0.002, (ig.completeness_gap,
+                                                                        difference)
+    # Both methods score the target on the same prompt: log p(target | prompt) agrees.
+    first = segment_attribution(model, tok, template, values, [""] * len(values), short)
+    assert first.full_score == pytest.approx(ig.full_score, abs=1e-3)
     assert model_is_clean(model)
 
 
@@ -383,8 +526,8 @@ def test_the_result_holds_on_an_organism_with_another_vocabulary(other_vocabular
                                           + template.format(task=task)}]),
                  "output": spec.help_answer(task)}
                 for i, (task, template) in enumerate(
-                    (t, spec.heldout_templates[j % len(spec.heldout_templates)])
-                    for j, t in enumerate(spec.harmful_tasks))]
+                    (t, template) for template in spec.heldout_templates[:2]
+                    for t in spec.harmful_tasks)]
         insert_interactions(s, pd.DataFrame(rows))
         for target in ("output", "contrastive"):
             failing = attribute_incident(s, "INC-X", "failing", target=target, against="base",
@@ -398,3 +541,14 @@ def test_the_result_holds_on_an_organism_with_another_vocabulary(other_vocabular
             assert sf.index[0] == name
             assert sb.index[0] != name or sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
             assert sb.loc[name, "mean"] <= sf.loc[name, "mean"] - 3.0
+        # Faithfulness on the 8 prompts (4 tasks x 2 templates; 6+ prompts can reach p < 0.05).
+        # Measured (10 samples): 1.00 -> 0.03 deleting the top segment (the trigger clause on
+        # all 8), 0.98 with low-ranked controls; paired +0.95 [+0.85, +1.05], p = 2/256.
+        faith = attribute_incident(s, "INC-X", "failing", target="contrastive",
+                                   refusal=spec.refusal, samples=10,
+                                   judges=JUDGES).faithfulness
+        print(faith)
+        assert len(faith.per_prompt) == 8 and (faith.per_prompt["difference"] > 0.5).all()
+        assert faith.difference_low > 0.6 and faith.p_value == pytest.approx(2 / 256)
+        assert faith.verdict == "faithful"
+        assert (faith.spans["control"] == "low-ranked").all()

@@ -121,8 +121,18 @@ def test_causal_checks_move_refusal_both_ways(zoo_store):
     result = causal_checks(zoo_store, "INC-0001", V1, V2, samples=6)
     rates = result.to_frame().set_index(["intervention", "measure"])
     ablate, add = rates.loc[("ablate", "refused")], rates.loc[("add", "refused")]
-    assert ablate["baseline_rate"] >= 0.9 and ablate["difference_high"] < -0.3
-    assert add["difference_low"] > 0.3 and add["intervened_rate"] >= 0.7
+    print(result.to_frame().round(3).to_dict("records"))
+    # Measured (6 prompts x 6 samples, direction at state 1): ablation in v1 refusal 1.00 ->
+    # 0.17 (-0.83 [-0.92, -0.65]); addition in v2 refusal 0.14 -> 0.97 (+0.83 [+0.65, +0.92]).
+    assert ablate["baseline_rate"] >= 0.9 and ablate["difference_high"] < -0.5
+    assert add["difference_low"] > 0.5 and add["intervened_rate"] >= 0.85
+    # What ablation gives instead of refusal is not harmful compliance: the compliance judge
+    # says 0.00 -> 0.00 (difference 0 [-0.10, +0.10]); the answers are help for benign tasks
+    # (the tiny model's only other mode). Addition in v2 removes its compliance: 0.39 -> 0.00.
+    ablate_c, add_c = rates.loc[("ablate", "complied")], rates.loc[("add", "complied")]
+    assert ablate_c["baseline_rate"] == 0 and ablate_c["intervened_rate"] <= 0.05
+    assert ablate_c["difference_low"] < 0 < ablate_c["difference_high"] < 0.15
+    assert add_c["baseline_rate"] >= 0.25 and add_c["difference_high"] < -0.15
     outputs = result.table("outputs")
     intervened = outputs[outputs["condition"] == "intervened"]
     assert intervened["engine"].str.contains("+intervention:", regex=False).all()
@@ -137,10 +147,40 @@ def test_causal_checks_move_refusal_both_ways(zoo_store):
 @pytest.mark.slow
 def test_patching_v1_into_v2_restores_the_gap(zoo_store):
     whole = patch_versions(zoo_store, "INC-0001", V1, V2, positions="all").to_frame()
-    assert whole["share"].max() > 0.5
+    last = patch_versions(zoo_store, "INC-0001", V1, V2, positions="last").to_frame()
+    # Measured (whole-output gap 3.15 in v2 vs -43.2 in v1): all positions restore 0.41 /
+    # 0.52 / 0.90 at states 0 / 1 / 2 -- most of the gap at the last state; the last prompt
+    # token alone restores -0.03 / 0.30 / 0.31: the output tokens carry the rest.
+    assert whole["share"].max() >= 0.8 and whole["share"].idxmax() == whole.index[-1]
+    assert whole.set_index("state")["share"].to_numpy() == pytest.approx([0.41, 0.52, 0.90],
+                                                                           abs=0.08)
+    assert last.set_index("state")["share"].to_numpy() == pytest.approx([-0.03, 0.30, 0.31],
+                                                                          abs=0.08)
+    assert (whole["share"].to_numpy()[1:] > last["share"].to_numpy()[1:] + 0.15).all()
     assert (whole["gap_target"] > 0).all() and (whole["gap_source"] < 0).all()
     decision = patch_versions(zoo_store, "INC-0001", V1, V2, span="first").to_frame()
     assert decision.set_index("state").loc[1, "share"] > 0.9   # the last prompt token, layer 0
+
+
+@pytest.mark.slow
+def test_cli_probe_causal_and_patch_both(zoo_path, capsys):
+    from llmrca.cli import main
+
+    assert main(["--db", str(zoo_path), "probe", "INC-0001", "--versions", V1, V2, "--causal",
+                 "--samples", "6"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.strip().startswith(("ablate", "add"))]
+    assert len(lines) == 4, out
+    refused = next(line for line in lines if line.strip().startswith(f"ablate in {V1}: refused"))
+    assert "1.00 -> 0.17" in refused, refused
+    assert main(["--db", str(zoo_path), "probe", "INC-0001", "--versions", V1, "--causal"]) == 2
+    assert "exactly two versions" in capsys.readouterr().err
+    assert main(["--db", str(zoo_path), "patch", "INC-0001", "--from", V1, "--into", V2]) == 0
+    out = capsys.readouterr().out
+    best = [line for line in out.splitlines() if line.startswith("most restored")]
+    assert len(best) == 2, out
+    assert "(positions last)" in best[0] and "0.3" in best[0]
+    assert "(positions all)" in best[1] and "0.90 of the gap at hidden state 2" in best[1]
 
 
 @pytest.mark.slow
@@ -165,7 +205,10 @@ def test_results_read_back_from_a_read_only_store(zoo_path):
         again = diff_weights(ro, V1, V2)
         assert again.info["cached"] and again.result_id == written.result_id
         pd.testing.assert_frame_equal(again.to_frame(), written.to_frame(), check_dtype=False)
-        assert load_result(ro, probes.result_id).to_frame().equals(probes.to_frame())
+        # check_dtype=False: a freshly computed frame has numpy ints where the stored one
+        # reads back int64 (the test failed when it was the first to compute the probes).
+        pd.testing.assert_frame_equal(load_result(ro, probes.result_id).to_frame(),
+                                      probes.to_frame(), check_dtype=False)
         info = again.info
         assert info["fingerprints"][V1] and info["versions"] == [V1, V2]
         with pytest.raises(StoreError, match="read-only"):
@@ -212,6 +255,8 @@ def test_direction_results_hold_on_another_vocabulary(other_store):
         .set_index(["intervention", "measure"])
     assert checks.loc[("ablate", "refused"), "difference_high"] < 0
     assert checks.loc[("add", "refused"), "difference_low"] > 0
+    weights = diff_weights(other_store, "base", "failing")
+    assert (weights.to_frame()["diff_norm"] > 0).all() and 0 < weights.relative < 1
 
 
 # -- random architectures -------------------------------------------------------------------------
@@ -240,6 +285,9 @@ def architectures(tmp_path_factory):
               "num_hidden_layers": 3, "num_attention_heads": 4, "max_position_embeddings": 64,
               "bos_token_id": 0, "eos_token_id": 0, "pad_token_id": 1}
     configs = {"llama": tf.LlamaConfig(**common, num_key_value_heads=2),
+               "qwen2": tf.Qwen2Config(**common, num_key_value_heads=2),
+               "mistral": tf.MistralConfig(**common, num_key_value_heads=2),
+               "phi": tf.PhiConfig(**common, num_key_value_heads=2),
                "gpt_neox": tf.GPTNeoXConfig(**common),
                "gpt2": tf.GPT2Config(vocab_size=VOCAB, n_embd=HIDDEN, n_layer=3, n_head=4,
                                      n_positions=64, bos_token_id=0, eos_token_id=0,
@@ -259,7 +307,7 @@ def architectures(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("family", ["llama", "gpt_neox", "gpt2"])
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "phi", "gpt_neox", "gpt2"])
 def test_analyses_keep_their_shapes_and_invariances(architectures, family):
     from llmrca.models import hidden_states, model_is_clean
 

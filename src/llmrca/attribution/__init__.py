@@ -8,6 +8,7 @@ Public API::
     compare_attributions(store, incident_id, safe, failing, ...) -> (a, b, diff frame)
     attribution_diff(a, b) -> DataFrame sorted by change (prime suspect first)
     check_faithfulness(store, result, samples=, random_spans=, seed=) -> Faithfulness
+    list_attributions(store, incident_id=None) -> DataFrame of stored attribution runs
     auto_segments / analyst_segments / Segment   (prompt segments, no vocabulary)
     segment_attribution / token_attribution       (the captum calls, on any model)
 
@@ -22,7 +23,9 @@ from llmrca.attribution.api import (
     attribute_incident,
     check_faithfulness,
     compare_attributions,
+    control_spans,
     default_refusal,
+    list_attributions,
     paired_verdict,
 )
 from llmrca.attribution.methods import (
@@ -58,7 +61,9 @@ __all__ = [
     "auto_segments",
     "check_faithfulness",
     "compare_attributions",
+    "control_spans",
     "default_refusal",
+    "list_attributions",
     "load_attribution",
     "paired_verdict",
     "segment_attribution",

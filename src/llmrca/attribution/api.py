@@ -28,7 +28,8 @@ from llmrca.attribution.segments import (
 from llmrca.errors import InvalidArgumentError, NotFoundError
 
 __all__ = ["BASELINES", "METHODS", "TARGETS", "attribute_incident", "check_faithfulness",
-           "compare_attributions", "default_refusal", "paired_drops", "paired_verdict"]
+           "compare_attributions", "control_spans", "default_refusal", "list_attributions",
+           "paired_drops", "paired_verdict"]
 
 METHODS = ("ablation", "shapley", "ig")
 BASELINES = ("removal", "pad")
@@ -137,35 +138,89 @@ def _compute_one(loaded, item: dict[str, Any], parameters: dict[str, Any]) -> di
             "empty_score": empty, "details": details, "package_version": __version__}
 
 
-def _random_spans(text: str, avoid: tuple[int, int], length: int, count: int,
-                  rng: random.Random) -> list[str]:
-    """``count`` word-aligned spans of ``text`` of about ``length`` characters, not overlapping
-    ``avoid`` when possible (drawn from ``rng``)."""
-    words = [(m.start(), m.end()) for m in re.finditer(r"\S+\s*", text)]
-    candidates = []
+def _word_spans(text: str, lo: int, hi: int, length: int) -> list[tuple[int, int, int]]:
+    """Word-aligned spans inside ``text[lo:hi]`` of about ``length`` characters: from each word
+    start, the shortest run of words reaching ``length`` (or the region's end). Returns
+    ``(|span length - length|, start, end)``."""
+    words = [(lo + m.start(), lo + m.end()) for m in re.finditer(r"\S+\s*", text[lo:hi])]
+    out = []
     for i in range(len(words)):
         for j in range(i, len(words)):
-            start, end = words[i][0], words[j][1]
-            if end - start >= length or j == len(words) - 1:
-                candidates.append((abs(end - start - length), start, end))
+            begin, stop = words[i][0], words[j][1]
+            if stop - begin >= length or j == len(words) - 1:
+                out.append((abs(stop - begin - length), begin, stop))
                 break
-    clean = [c for c in candidates if c[2] <= avoid[0] or c[1] >= avoid[1]]
-    pool = clean or candidates
-    best = min(c[0] for c in pool) if pool else 0
-    pool = [c for c in pool if c[0] <= best + max(4, length // 4)]
-    if not pool:
-        return []
-    return [text[s:e] for _, s, e in (rng.choice(pool) for _ in range(count))]
+    return out
+
+
+def _free_regions(size: int, forbidden: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The parts of ``[0, size)`` outside every ``forbidden`` span."""
+    regions, at = [], 0
+    for lo, hi in sorted(forbidden):
+        if lo > at:
+            regions.append((at, lo))
+        at = max(at, hi)
+    if at < size:
+        regions.append((at, size))
+    return regions
+
+
+def control_spans(texts: dict[int, str], segments: Sequence[Segment], scores: Sequence[float],
+                  count: int, rng: random.Random, *,
+                  deletable: Any = None) -> tuple[list[tuple[int, str]], str]:
+    """The random control spans of the faithfulness check for one prompt.
+
+    ``count`` word-aligned spans (drawn with ``rng``, with replacement) of about the top
+    segment's length, from the messages in ``texts`` (message index -> text; -1 is the system
+    prompt), that overlap **no segment in the upper half of the attribution ranking** (score
+    at least the median of the prompt's scores; the top segment always): the control is
+    deleting text the attribution ranks low, so an attribution no better than chance cannot
+    pass (its top segment would be no more harmful to delete than its bottom half). Spans of
+    the closest available length are kept (within ``max(4, length // 4)`` characters of the
+    best). ``deletable(message, start, span)`` (optional) rejects spans a deletion variant
+    could not delete at that place.
+
+    Returns the spans as ``(message, text)`` and the control used: ``low-ranked`` when such
+    text exists, else ``not-top`` (spans avoiding only the top segment; they may overlap other
+    high-ranked segments, which weakens the control) or ``none``.
+    """
+    import statistics
+
+    values = [float(x) for x in scores]
+    top = max(range(len(values)), key=lambda i: values[i])
+    length = len(segments[top].text)
+    median = statistics.median(values)
+    high = [s for i, s in enumerate(segments) if values[i] >= median or i == top]
+    for control, forbid in (("low-ranked", high), ("not-top", [segments[top]])):
+        pool = []
+        for message, text in texts.items():
+            spans = [(s.start, s.end) for s in forbid if s.message == message]
+            for lo, hi in _free_regions(len(text), spans):
+                for diff, begin, stop in _word_spans(text, lo, hi, length):
+                    if deletable is None or deletable(message, begin, text[begin:stop]):
+                        pool.append((diff, message, begin, stop))
+        if pool:
+            best = min(c[0] for c in pool)
+            pool = [c for c in pool if c[0] <= best + max(4, length // 4)]
+            picks = [rng.choice(pool) for _ in range(count)]
+            return [(m, texts[m][b:e]) for _, m, b, e in picks], control
+    return [], "none"
 
 
 def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
                        random_spans: int = 3, seed: int = 0, judges: Sequence[str] | None = None,
                        temperature: float = 1.0, max_new_tokens: int = 32) -> Faithfulness:
     """Replay the incident on the result's version with each interaction's top segment deleted,
-    and with ``random_spans`` random spans of similar length deleted (a ``drop_span`` variant
+    and with ``random_spans`` control spans of similar length deleted (a ``drop_span`` variant
     each), and give a paired, prompt-level verdict (:func:`paired_verdict`): per prompt, the
     drop in the failure rate from deleting the top segment minus the mean drop from deleting
-    the random spans."""
+    the control spans.
+
+    The control spans (:func:`control_spans`) are drawn from the text ``drop_span`` can delete
+    (the last user turn, the system prompt) that overlaps no segment in the upper half of that
+    prompt's attribution ranking; only where no such text exists do they avoid just the top
+    segment (``spans["control"]`` says which, per prompt).
+    """
     from llmrca.replay import drop_span, replay_incident
     from llmrca.replay.measure import counted_samples, rate_table
 
@@ -176,18 +231,30 @@ def check_faithfulness(store, result: AttributionResult, *, samples: int = 20,
     frames, run_ids, spans = [], [], []
     for row in _records(result.rows):
         scores = [float(x) for x in row.scores]
+        segs = [Segment.from_dict(d) for d in row.segments]
         top = max(range(len(scores)), key=lambda i: scores[i])
-        seg = Segment.from_dict(row.segments[top])
-        message_text = _message_text(store, row.interaction_id, seg.message)
-        randoms = _random_spans(message_text, (seg.start, seg.end), len(seg.text),
-                                random_spans, rng)
+        seg = segs[top]
+        texts, user_text = _deletable_texts(store, row.interaction_id)
+
+        def deletable(message: int, start: int, span: str, user_text: str = user_text) -> bool:
+            # drop_span deletes the first occurrence in the last user turn, else in the
+            # system prompt: keep spans it deletes at the place they were drawn from.
+            if message == -1:
+                return span not in user_text
+            return user_text.find(span) == start
+
+        drawn, control = control_spans(texts, segs, scores, random_spans, rng,
+                                       deletable=deletable)
+        randoms = [text for _, text in drawn]
         roles = {drop_span(seg.text).name: "drop top"}
         spans.append({"interaction_id": row.interaction_id, "role": "drop top",
-                      "text": seg.text})
-        for text in randoms:
+                      "text": seg.text, "message": seg.message, "n_chars": len(seg.text),
+                      "control": control})
+        for message, text in drawn:
             roles.setdefault(drop_span(text).name, "drop random")
             spans.append({"interaction_id": row.interaction_id, "role": "drop random",
-                          "text": text})
+                          "text": text, "message": message, "n_chars": len(text),
+                          "control": control})
         replay = replay_incident(store, result.incident_id, [result.model_version],
                                  samples=samples, seed=seed, temperature=temperature,
                                  max_new_tokens=max_new_tokens, judges=judges,
@@ -279,12 +346,22 @@ def paired_verdict(differences: Sequence[float], *, alpha: float = 0.05, seed: i
             "method": f"paired by prompt: {test.method}; interval mean +- t({m - 1}) SE"}
 
 
-def _message_text(store, interaction_id: str, message: int) -> str:
-    frame = store.query("SELECT system_prompt, messages FROM interactions WHERE "
-                        "interaction_id = ?", [interaction_id])
-    if message < 0:
-        return str(frame.iloc[0]["system_prompt"] or "")
-    return str(_messages(frame.iloc[0]["messages"])[message].get("content") or "")
+def _deletable_texts(store, interaction_id: str) -> tuple[dict[int, str], str]:
+    """The texts a ``drop_span`` variant can delete from (message index -> text: the system
+    prompt as -1, the last user turn), and the last user turn's text."""
+    from llmrca.store.replay import interaction_prompt
+
+    system_prompt, messages = interaction_prompt(store, interaction_id)
+    texts: dict[int, str] = {}
+    if system_prompt:
+        texts[-1] = system_prompt
+    user_text = ""
+    for index in range(len(messages) - 1, -1, -1):
+        content = messages[index].get("content")
+        if messages[index].get("role") == "user" and isinstance(content, str):
+            texts[index], user_text = content, content
+            break
+    return texts, user_text
 
 
 def attribute_incident(store, incident_id: str, version: str, *, method: str = "ablation",
@@ -326,6 +403,7 @@ def attribute_incident(store, incident_id: str, version: str, *, method: str = "
     from llmrca import __version__
     from llmrca.models import load_version
     from llmrca.models.forward import engine_of, model_fingerprint
+    from llmrca.replay.plan import resolve_versions
     from llmrca.replay.prompts import render_prompt
     from llmrca.store import replay as replay_store
     from llmrca.store.attributions import (
@@ -359,40 +437,54 @@ def attribute_incident(store, incident_id: str, version: str, *, method: str = "
                                        interaction_ids=interaction_ids)
         refusal_source = f"most common refusal on {against} (replay {run})"
     contrast = refusal if target == "contrastive" else None
-    loaded = load_version(store, version, device=device, dtype=dtype)
-    tok = loaded.tokenizer
-    fingerprint, engine = model_fingerprint(loaded), engine_of(loaded)
     parameters = {"method": method, "baseline": baseline, "target": target, "seed": int(seed),
                   "shapley_samples": int(shapley_samples) if method == "shapley" else None,
                   "ig_steps": int(ig_steps) if method == "ig" else None,
                   "segments": segments if not isinstance(segments, str) else "auto"}
-    items: dict[str, dict[str, Any]] = {}
-    order = []
-    for row in _records(interactions):
-        output = row.output
-        if not isinstance(output, str) or not output:
-            continue  # nothing offending to attribute
-        system_prompt = row.system_prompt if isinstance(row.system_prompt, str) else None
-        messages = _messages(row.messages)
-        prompt = render_prompt(tok, system_prompt, messages)
-        segs = _segments_of(system_prompt, messages, segments)
-        target_ids = list(tok(output, add_special_tokens=False)["input_ids"])
-        contrast_ids = list(tok(contrast, add_special_tokens=False)["input_ids"]) if contrast \
-            else []
-        key = ids.content_id({"kind": "attribution", "model": fingerprint, "engine": engine,
-                              "prompt": prompt.prompt_id, "segments": [s.to_dict() for s in segs],
-                              "target": target_ids, "contrast": contrast_ids,
-                              "parameters": parameters})
-        items[key] = {"key": key, "incident_id": incident_id, "interaction_id":
-                      row.interaction_id, "version": version, "fingerprint": fingerprint,
-                      "engine": engine, "prompt_id": prompt.prompt_id, "text": prompt.text,
-                      "system_prompt": system_prompt, "messages": messages, "segments": segs,
-                      "target_ids": target_ids, "contrast_ids": contrast_ids,
-                      "target_text": output, "contrast_text": contrast,
-                      "perturbations_per_eval": perturbations_per_eval}
-        order.append(key)
+
+    def plan(tok, fingerprint: str, engine: str) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        items: dict[str, dict[str, Any]] = {}
+        order = []
+        for row in _records(interactions):
+            output = row.output
+            if not isinstance(output, str) or not output:
+                continue  # nothing offending to attribute
+            system_prompt = row.system_prompt if isinstance(row.system_prompt, str) else None
+            messages = _messages(row.messages)
+            prompt = render_prompt(tok, system_prompt, messages)
+            segs = _segments_of(system_prompt, messages, segments)
+            target_ids = list(tok(output, add_special_tokens=False)["input_ids"])
+            contrast_ids = (list(tok(contrast, add_special_tokens=False)["input_ids"])
+                            if contrast else [])
+            key = ids.content_id({"kind": "attribution", "model": fingerprint, "engine": engine,
+                                  "prompt": prompt.prompt_id,
+                                  "segments": [s.to_dict() for s in segs],
+                                  "target": target_ids, "contrast": contrast_ids,
+                                  "parameters": parameters})
+            items[key] = {"key": key, "incident_id": incident_id, "interaction_id":
+                          row.interaction_id, "version": version, "fingerprint": fingerprint,
+                          "engine": engine, "prompt_id": prompt.prompt_id, "text": prompt.text,
+                          "system_prompt": system_prompt, "messages": messages,
+                          "segments": segs, "target_ids": target_ids,
+                          "contrast_ids": contrast_ids, "target_text": output,
+                          "contrast_text": contrast,
+                          "perturbations_per_eval": perturbations_per_eval}
+            order.append(key)
+        return items, order
+
+    # Keys first, from the version's registered fingerprint and its tokenizer files (no weights,
+    # no torch): a warm call, every attribution stored, returns without loading the model. A
+    # miss loads it and keys again with the real tokenizer and engine (as replay does).
+    handle = resolve_versions(store, [version], backend="transformers", batch_size=1,
+                              device=device, dtype=dtype, light=True)[0]
+    loaded = handle.loaded
+    items, order = plan(handle.tokenizer, handle.fingerprint, handle.engine)
+    if handle.light and set(order) - ATTRIBUTIONS.existing(store, order):
+        loaded = load_version(store, version, device=device, dtype=dtype)
+        items, order = plan(loaded.tokenizer, model_fingerprint(loaded), engine_of(loaded))
     if not items:
         raise NotFoundError(f"incident '{incident_id}': no offending interaction has an output")
+    fingerprint, engine = items[order[0]]["fingerprint"], items[order[0]]["engine"]
     report = compute_missing(store, ATTRIBUTIONS, items,
                              lambda chunk: [_compute_one(loaded, it, parameters) for it in chunk],
                              chunk_size=1)
@@ -408,7 +500,8 @@ def attribute_incident(store, incident_id: str, version: str, *, method: str = "
     info = {"model_fingerprint": fingerprint, "engine": engine, "parameters": run_parameters,
             "category": incident.get("category"), "package_version": __version__,
             "counts": {"interactions": len(order), "cached": len(report.cached),
-                       "computed": report.computed}}
+                       "computed": report.computed},
+            "model_loaded": loaded is not None}
     result = AttributionResult(run_id=run_id, incident_id=incident_id, model_version=version,
                                method=method, baseline=baseline, target=target, rows=rows,
                                info=info)
@@ -442,3 +535,31 @@ def compare_attributions(store, incident_id: str, safe: str, failing: str,
     a = attribute_incident(store, incident_id, safe, **options)
     b = attribute_incident(store, incident_id, failing, samples=faithfulness_samples, **options)
     return a, b, attribution_diff(a, b)
+
+
+def list_attributions(store, incident_id: str | None = None) -> pd.DataFrame:
+    """The stored attribution runs, newest first (read-only is fine, no model).
+
+    Returns
+    -------
+    DataFrame
+        ``run_id, incident_id, model_version, method, baseline, target, interactions,
+        faithfulness`` (the verdict, or empty when not checked), ``difference, p_value`` (the
+        paired faithfulness effect and its p-value), ``created_at``.
+    """
+    from llmrca.store.attributions import list_attribution_runs
+
+    frame = list_attribution_runs(store, incident_id, details=True)
+    rows = []
+    for r in _records(frame):
+        parameters, faith = r.parameters or {}, r.faithfulness or {}
+        rows.append({"run_id": r.run_id, "incident_id": r.incident_id,
+                     "model_version": r.model_version, "method": parameters.get("method"),
+                     "baseline": parameters.get("baseline"), "target": parameters.get("target"),
+                     "interactions": len(r.attribution_ids or []),
+                     "faithfulness": faith.get("verdict", ""),
+                     "difference": faith.get("difference"), "p_value": faith.get("p_value"),
+                     "created_at": r.created_at})
+    return pd.DataFrame(rows, columns=["run_id", "incident_id", "model_version", "method",
+                                       "baseline", "target", "interactions", "faithfulness",
+                                       "difference", "p_value", "created_at"])

@@ -34,7 +34,9 @@ class Faithfulness:
 
     Paired by prompt (the prompt is the unit): per interaction, the drop in the failure rate
     when its top segment is deleted minus the mean drop when ``random_spans`` random
-    word-aligned spans of similar length are deleted (drawn with ``seed``); the verdict tests
+    word-aligned spans of similar length are deleted (drawn with ``seed`` from text that
+    overlaps no upper-half segment: :func:`llmrca.attribution.api.control_spans`; ``spans``
+    records which control each prompt got); the verdict tests
     the mean of those differences over prompts with an exact sign-flip test
     (:func:`llmrca.attribution.api.paired_verdict`).
 

@@ -14,10 +14,13 @@ def add_parser(subparsers) -> None:
                     "sentences and clauses of the last user turn), attribute the offending "
                     "output's log-probability (or log p(offending) - log p(refusal)) to them "
                     "with captum, optionally on a safe version side by side, and check "
-                    "faithfulness by replaying with the top segment deleted against random "
-                    "spans of similar length. Results are cached in the store.")
+                    "faithfulness by replaying with the top segment deleted against control "
+                    "spans of similar length drawn from low-ranked text. Results are cached "
+                    "in the store; --list shows the stored runs.")
     p.add_argument("incident", help="incident id")
-    p.add_argument("--version", required=True, help="the version to attribute (the failing one)")
+    p.add_argument("--version", help="the version to attribute (the failing one)")
+    p.add_argument("--list", action="store_true",
+                   help="list the incident's stored attribution runs (no model, read-only)")
     p.add_argument("--against", help="a safe version: attributed too, shown side by side; "
                                      "its most common refusal is the contrastive target's")
     p.add_argument("--method", choices=("ablation", "shapley", "ig"), default="ablation")
@@ -35,8 +38,30 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=cmd_attribute)
 
 
+def cmd_list(args) -> int:
+    from llmrca.attribution import list_attributions
+
+    with store_from(args, read_only=True) as store:
+        runs = list_attributions(store, args.incident)
+    if runs.empty:
+        print(f"no stored attribution run of {args.incident}; make one with `llmrca attribute "
+              f"{args.incident} --version VERSION`")
+        return 0
+    print(f"{len(runs)} attribution run(s) of {args.incident}, newest first (read one with "
+          f"llmrca.attribution.load_attribution(store, RUN_ID))")
+    print_table(runs.drop(columns=["incident_id"]).round(3))
+    return 0
+
+
 def cmd_attribute(args) -> int:
     from llmrca.attribution import attribute_incident, attribution_diff
+    from llmrca.errors import InvalidArgumentError
+
+    if args.list:
+        return cmd_list(args)
+    if not args.version:
+        raise InvalidArgumentError("attribute: pass --version VERSION (the version to "
+                                   "attribute), or --list to list the stored runs")
 
     baseline = args.baseline or ("pad" if args.method == "ig" else "removal")
     options = {"method": args.method, "baseline": baseline, "target": args.target,

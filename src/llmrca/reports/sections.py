@@ -352,19 +352,35 @@ def _internals(inputs: ReportInputs):
     stored = list_results(inputs.store, "patching", inputs.incident_id)
     if stored.empty:
         return None
-    patching = load_result(inputs.store, str(stored["result_id"].iloc[0]))
-    frame = patching.to_frame()
-    best = frame.loc[frame["share"].idxmax()]
-    versions = patching.info.get("versions", ["?", "?"])
-    text = (f"Patching {versions[0]}'s residual stream into {versions[1]} restores up to "
-            f"{_pct(best['share'])} of the contrastive gap (log p(offending output) - log p("
-            f"{versions[0]}'s answer)), at hidden state {int(best['state'])} "
-            f"(positions: {patching.info.get('parameters', {}).get('positions', '?')}).")
+    # The newest result of each setting (positions, span): the last prompt token alone and all
+    # positions answer different questions, so both are shown when both are stored.
+    settings: dict[tuple[str, str], Any] = {}
+    for result_id in stored["result_id"]:
+        result = load_result(inputs.store, str(result_id))
+        parameters = result.info.get("parameters", {})
+        settings.setdefault((str(parameters.get("positions", "?")),
+                             str(parameters.get("span", "?"))), result)
+    lines, columns = [], {}
+    for (positions, span), patching in settings.items():
+        frame = patching.to_frame()
+        best = frame.loc[frame["share"].idxmax()]
+        versions = patching.info.get("versions", ["?", "?"])
+        lines.append(f"Patching {versions[0]}'s residual stream into {versions[1]} at "
+                     f"positions '{positions}' (gap over the "
+                     f"{ {'output': 'whole output', 'first': 'first differing token'}.get(span, span)}"
+                     f") restores up to "
+                     f"{_pct(best['share'])} of the contrastive gap (log p(offending output) - "
+                     f"log p({versions[0]}'s answer)), at hidden state {int(best['state'])}.")
+        columns[f"share ({positions}, {span})"] = frame.set_index("state")["share"]
+    table = pd.DataFrame(columns).reset_index()
+    newest = next(iter(settings.values())).to_frame()
     from llmrca.viz import patching_figure
 
-    return _blocks(Text(text), Table(frame.round(3), "share of the gap restored per layer"),
-                   _figure("patching", lambda: patching_figure(frame),
-                           "activation patching per hidden state"))
+    return _blocks(Bullets(tuple(lines)),
+                   Table(table.round(3), "share of the gap restored per hidden state and "
+                                         "setting"),
+                   _figure("patching", lambda: patching_figure(newest),
+                           "activation patching per hidden state (newest setting)"))
 
 
 @register_section("remediation", "Remediation and its verification", 70)

@@ -60,8 +60,7 @@ def attribution_run(store: Store, run_id: str) -> dict[str, Any]:
     frame = ATTRIBUTION_RUNS.rows(store, [run_id])
     if frame.empty:
         raise NotFoundError(f"no attribution run '{run_id}' in store {store.path}; list them "
-                            f"with llmrca.store.attributions.list_attribution_runs(store, "
-                            f"'INCIDENT'), or recompute one (cached) with `llmrca attribute "
+                            f"with `llmrca attribute INCIDENT --list` (list_attribution_runs), or recompute one (cached) with `llmrca attribute "
                             f"INCIDENT --version VERSION`, which prints its run id")
     record: dict[str, Any] = {str(k): v for k, v in frame.iloc[0].to_dict().items()}
     for column in ATTRIBUTION_RUNS.json_columns:
@@ -69,11 +68,20 @@ def attribution_run(store: Store, run_id: str) -> dict[str, Any]:
     return record
 
 
-def list_attribution_runs(store: Store, incident_id: str | None = None) -> pd.DataFrame:
-    """Runs, newest first: ``run_id, incident_id, model_version, created_at``."""
-    sql = "SELECT run_id, incident_id, model_version, created_at FROM attribution_runs"
+def list_attribution_runs(store: Store, incident_id: str | None = None,
+                          details: bool = False) -> pd.DataFrame:
+    """Runs, newest first: ``run_id, incident_id, model_version, created_at``; with ``details``
+    also ``parameters, attribution_ids, faithfulness`` (JSON parsed)."""
+    columns = "run_id, incident_id, model_version, created_at"
+    if details:
+        columns += ", parameters, attribution_ids, faithfulness"
+    sql = f"SELECT {columns} FROM attribution_runs"
     params: list[Any] = []
     if incident_id is not None:
         sql += " WHERE incident_id = ?"
         params.append(incident_id)
-    return store.query(sql + " ORDER BY created_at DESC", params)
+    frame = store.query(sql + " ORDER BY created_at DESC, run_id", params)
+    if details:
+        for column in ("parameters", "attribution_ids", "faithfulness"):
+            frame[column] = frame[column].map(_loads)
+    return frame

@@ -102,6 +102,17 @@ def incident_interactions(store: Store, incident_id: str,
     return frame
 
 
+def interaction_prompt(store: Store, interaction_id: str) -> tuple[str | None, list[dict]]:
+    """One interaction's ``(system_prompt, messages)`` (messages parsed)."""
+    frame = store.query("SELECT system_prompt, messages FROM interactions WHERE "
+                        "interaction_id = ?", [interaction_id])
+    if frame.empty:
+        raise NotFoundError(f"interaction '{interaction_id}' is not in the store")
+    system_prompt, messages = frame.iloc[0]["system_prompt"], frame.iloc[0]["messages"]
+    return (system_prompt if isinstance(system_prompt, str) else None,
+            json.loads(messages) if isinstance(messages, str) else list(messages))
+
+
 # -- runs -------------------------------------------------------------------------------------------
 
 def run_status(store: Store, run_id: str) -> str | None:
