@@ -404,8 +404,10 @@ def guardrail_gap(evidence, parameters: dict[str, Any]) -> Outcome:
                f"interactions")
     if proposal is not None and trigger is not None:
         summary += (f"; a prompt rule on {trigger.text.strip()!r} would fire on "
-                    f"{proposal['fired']}/{n}, with {fp}/{n_context} false positives on the "
-                    f"context interactions")
+                    f"{proposal['fired']}/{n}, "
+                    + (f"with {fp}/{n_context} false positives on the context interactions"
+                       if n_context else "its false-positive rate unmeasured (the incident has "
+                                         "no context interactions)"))
     return Outcome(effect=effect, low=low, high=high, p_value=p_value if n else math.nan,
                    summary=summary,
                    finding={"rules_fired": int(sum(existing)), "offending_n": n,
