@@ -200,8 +200,8 @@ def test_hypotheses_file_loads_strictly(tmp_path):
     ("hypotheses:\n  - kind: nosuch\n", 2, "hypotheses.0.kind", "registered hypothesis kind"),
     ("hypotheses:\n  - kind: guardrail_gap\n    parameters:\n      nosuch: 1\n", 4,
      "hypotheses.0.parameters.nosuch", "a parameter of guardrail_gap"),
-    ("hypotheses:\n  - kind: version_regression\n  - kind: guardrail_gap\n"
-     "    name: version_regression\n", 4, "hypotheses.1.name", "not used before"),
+    (("hypotheses:\n  - kind: version_regression\n  - kind: guardrail_gap\n"
+     "    name: version_regression\n"), 4, "hypotheses.1.name", "not used before"),
     ("hypotheses:\n  - kind: version_regression\n    min_effect: 2\n", 3,
      "hypotheses.0.min_effect", "[0, 1]"),
     ("hypotheses:\n  - kind: version_regression\n    typo: 1\n", 3, "hypotheses.0.typo",
