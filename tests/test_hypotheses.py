@@ -88,6 +88,10 @@ def test_holm_then_verdicts_and_ranking_by_effect():
     # With a looser alpha more are supported, ranked by effect (largest first).
     ranked = {r["name"]: r["rank"] for r in evaluate(outcomes, alpha=0.10)}
     assert ranked["c"] == 1 and ranked["b"] == 2 and ranked["a"] == 3
+    # A claim about detection (not the cause) ranks after every supported cause.
+    ranked = {r["name"]: r["rank"] for r in evaluate(
+        outcomes, alpha=0.10, causes=[True, True, False, True, True, True])}
+    assert ranked["b"] == 1 and ranked["a"] == 2 and ranked["c"] == 3
 
 
 def test_holm_matches_the_textbook_example():
@@ -368,6 +372,32 @@ def test_inc0001_names_the_roleplay_clause_and_v2(inc1):
 
 
 @pytest.mark.slow
+def test_report_root_cause_section_and_findings(zoo_store, inc1):
+    import jsonschema
+
+    from llmrca.reports.report import _root_cause_findings, findings_schema
+    from llmrca.reports.sections import SECTIONS, ReportInputs
+    from llmrca.reports.stages import to_jsonable
+
+    inputs = ReportInputs(incident_id="INC-0001", record={}, stages={}, store=zoo_store)
+    blocks = SECTIONS.get("root_cause").build(inputs)
+    assert blocks[0].text == inc1.conclusion()
+    assert "proposed root cause: prompt_segment_cause" in blocks[0].text
+    table = next(b for b in blocks if hasattr(b, "frame"))
+    assert list(table.frame["name"][:2]) == [r.name for r in inc1.supported()[:2]]
+    evidence = blocks[-1].items
+    assert len(evidence) == 6 and any(inc1.get("version_regression").evidence["replay_run"]
+                                      in item for item in evidence)
+    findings = to_jsonable(_root_cause_findings(inputs))
+    schema = findings_schema()["properties"]["root_cause"]
+    jsonschema.validate(findings, schema)
+    assert findings["proposed"] == "prompt_segment_cause"
+    assert findings["contributing"][0] == "version_regression"
+    assert SECTIONS.get("root_cause").build(
+        ReportInputs(incident_id="INC-NONE", record={}, stages={}, store=zoo_store)) is None
+
+
+@pytest.mark.slow
 def test_warm_rerun_loads_no_model_and_reads_back_read_only(zoo_store, inc1, tmp_path,
                                                               monkeypatch):
     import llmrca.models
@@ -486,6 +516,11 @@ def test_the_same_on_an_organism_with_random_vocabulary(tmp_path):
         print(report.conclusion())
         supported = [r.kind for r in report.supported()]
         assert set(supported[:2]) == {"prompt_segment_cause", "version_regression"}
+        # The shipped rules know only the zoo's words, so none fires here; a rule on the
+        # trigger phrase would: a guardrail gap, ranked as a contributing factor after causes.
+        gap = report.get("guardrail_gap")
+        assert gap.finding["rules_fired"] == 0 and gap.verdict == "supported"
+        assert supported[-1] == "guardrail_gap"
         found = report.get("prompt_segment_cause").finding["trigger_text"]
         assert found.strip() == spec.jailbreak_prefix.strip()
         assert report.get("version_regression").finding["previous"] == "base"

@@ -15,14 +15,17 @@ from llmrca.hypotheses.testing import decide_verdict
 __all__ = ["evaluate", "investigate"]
 
 
-def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0.05
-             ) -> list[dict[str, Any]]:
+def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0.05,
+             causes: Sequence[bool] | None = None) -> list[dict[str, Any]]:
     """Holm over the applicable hypotheses that have a p-value, the verdict of each, and the
-    rank of the supported ones by effect (largest first).
+    rank of the supported ones: causes first, each group by effect (largest first).
 
     Parameters
     ----------
     outcomes : sequence of (name, min_effect, Outcome)
+    causes : sequence of bool, optional
+        Per outcome, whether it is a claim about the cause (default: all are); the others
+        (a guardrail gap) rank after every supported cause.
 
     Returns
     -------
@@ -42,8 +45,9 @@ def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0
         verdict = decide_verdict(o.effect, o.high, p, alpha=alpha, min_effect=min_effect,
                                  applicable=o.applicable)
         out.append({"name": name, "adjusted_p": p, "verdict": verdict, "rank": None})
+    is_cause = list(causes) if causes is not None else [True] * len(outcomes)
     supported = sorted((i for i, r in enumerate(out) if r["verdict"] == "supported"),
-                       key=lambda i: (-outcomes[i][2].effect, i))
+                       key=lambda i: (not is_cause[i], -outcomes[i][2].effect, i))
     for rank, i in enumerate(supported, start=1):
         out[i]["rank"] = rank
     return out
@@ -167,7 +171,8 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
             outcome = HYPOTHESES.get(spec.kind).test(evidence, dict(spec.parameters))
             computed += 1
         outcomes.append((spec.name, spec.threshold, outcome))
-    decisions = evaluate(outcomes, alpha=alpha)
+    decisions = evaluate(outcomes, alpha=alpha,
+                         causes=[HYPOTHESES.get(s.kind).cause for s in specs])
     results = []
     for order, (spec, test_id, params, (_, threshold, o), d) in enumerate(
             zip(specs, test_ids, recorded, outcomes, decisions)):

@@ -91,6 +91,10 @@ class HypothesisKind:
     min_effect : float
         Default minimum effect for ``supported`` (and the bound ``refuted`` excludes).
     description : str
+    cause : bool
+        True for a claim about why the model failed; False for one about why the failure was
+        not caught (a guardrail gap): supported ones rank after every supported cause, so they
+        are contributing factors, never the proposed root cause.
     """
 
     name: str
@@ -99,6 +103,7 @@ class HypothesisKind:
     evidence: tuple[str, ...] = ()
     min_effect: float = 0.1
     description: str = ""
+    cause: bool = True
 
     def resolve(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``given``; an unknown parameter fails with the valid ones."""
@@ -117,14 +122,14 @@ HYPOTHESES: Registry[HypothesisKind] = Registry("hypothesis kind")
 def register_hypothesis(name: str, test: TestFunction | None = None, *,
                         parameters: Mapping[str, Any] | None = None,
                         evidence: Sequence[str] = (), min_effect: float = 0.1,
-                        description: str = "", replace: bool = False):
+                        description: str = "", cause: bool = True, replace: bool = False):
     """Register a kind (see the module docstring); without ``test``, a decorator."""
     def add(function: TestFunction) -> TestFunction:
         HYPOTHESES.register(name, HypothesisKind(
             name=name, test=function, parameters=dict(parameters or {}),
             evidence=tuple(evidence), min_effect=float(min_effect),
-            description=description or (function.__doc__ or "").strip().split("\n")[0]),
-            replace=replace)
+            description=description or (function.__doc__ or "").strip().split("\n")[0],
+            cause=bool(cause)), replace=replace)
         return function
 
     if test is None:
@@ -351,7 +356,7 @@ def phrase_rule(text: str) -> str:
 
 
 @register_hypothesis("guardrail_gap", evidence=("guardrail-rules", "attribution"),
-                     min_effect=0.5, parameters={"rules": None, "max_false_positive_rate": 0.05})
+                     min_effect=0.5, cause=False, parameters={"rules": None, "max_false_positive_rate": 0.05})
 def guardrail_gap(evidence, parameters: dict[str, Any]) -> Outcome:
     """The guardrail rules did not fire on the offending interactions, and a rule built from the
     top attributed segment would have, at an acceptable false-positive rate on the context."""

@@ -368,13 +368,15 @@ def _internals(inputs: ReportInputs):
 
 
 def latest_hypotheses(store, incident_id: str):
-    """The newest stored hypothesis run of the incident (None when there is none)."""
+    """The incident's stored hypothesis run that tested the most hypotheses, the newest of
+    those (a full investigation over a partial one); None when there is none."""
     from llmrca.hypotheses import load_hypotheses
     from llmrca.store.hypotheses import list_hypothesis_runs
 
     runs = list_hypothesis_runs(store, incident_id)
     if runs.empty:
         return None
+    runs = runs.sort_values(["hypotheses", "created_at"], ascending=False, kind="stable")
     return load_hypotheses(store, str(runs["run_id"].iloc[0]))
 
 
