@@ -254,8 +254,13 @@ def _fake_evidence(store, deployed="child"):
 def test_training_data_artifact_with_a_test_double_search(store):
     from llmrca.store.model_versions import upsert_model_version
 
-    upsert_model_version(store, "parent", source="/nowhere/parent", revision=None, parent=None)
-    upsert_model_version(store, "child", source="/nowhere/child", revision=None, parent="parent")
+    def register(name, parent):
+        upsert_model_version(store, name, source=f"/nowhere/{name}", revision=None,
+                             parent=parent, deployed_from=None, deployed_to=None,
+                             fingerprint=None, notes=None, allow_pickle=False)
+
+    register("parent", None)
+    register("child", "parent")
     calls = []
 
     def fake_search(store_, incident_id, version, **options):    # test double
@@ -275,7 +280,7 @@ def test_training_data_artifact_with_a_test_double_search(store):
     assert out.finding["parent"] == "parent"
     assert calls[1] == ("leave", [f"ex-{i}" for i in range(5)], {"samples": 8, "seed": 0})
     # Without a parent recipe: ranking only, no p-value, so at most inconclusive.
-    upsert_model_version(store, "orphan", source="/nowhere/orphan", revision=None, parent=None)
+    register("orphan", None)
     out = kind.test(_fake_evidence(store, "orphan"), params)
     assert math.isnan(out.p_value) and out.applicable and "ranking only" in out.summary
     verdict = evaluate([("training_data_artifact", 0.2, out)])[0]["verdict"]
@@ -372,7 +377,7 @@ def test_inc0001_names_the_roleplay_clause_and_v2(inc1):
 
 
 @pytest.mark.slow
-def test_report_root_cause_section_and_findings(zoo_store, inc1):
+def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     import jsonschema
 
     from llmrca.reports.report import _root_cause_findings, findings_schema
@@ -395,6 +400,14 @@ def test_report_root_cause_section_and_findings(zoo_store, inc1):
     assert findings["contributing"][0] == "version_regression"
     assert SECTIONS.get("root_cause").build(
         ReportInputs(incident_id="INC-NONE", record={}, stages={}, store=zoo_store)) is None
+    # findings.json is written after the report's store is closed: read while it was open.
+    from llmrca.reports.report import build_report
+
+    report = build_report("INC-0001", tmp_path, store=zoo_store)
+    report.inputs.store = None
+    document = report.findings()
+    assert document["root_cause"]["proposed"] == "prompt_segment_cause"
+    assert "root_cause" in document["sections"]
 
 
 @pytest.mark.slow

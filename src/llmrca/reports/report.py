@@ -142,7 +142,7 @@ class Report:
                 "replay_run_id": comparison.data.get("run_id"),
                 "mean_logprob": comparison.table("logprob_summary").to_dict("records"),
                 "divergence": comparison.table("divergence").to_dict("records")},
-            "root_cause": _root_cause_findings(inputs),
+            "root_cause": inputs.findings.get("root_cause"),
             "sections": [s.name for s in self.sections],
             "provenance": inputs.provenance,
         }
@@ -297,6 +297,8 @@ def build_report(incident_id: str, output_dir: str | Path, *, store: Any = None,
     inputs = ReportInputs(incident_id=incident_id, record=record, stages=stages,
                           parameters=to_jsonable(parameters), store=store,
                           provenance=provenance)
+    # Read now: the store may be closed by the time findings.json is written.
+    inputs.findings["root_cause"] = _root_cause_findings(inputs)
     sections = []
     for spec in available_sections():
         blocks = spec.build(inputs)

@@ -39,6 +39,8 @@ class ReportInputs:
         The store, open read-only, for sections that read stored results directly.
     provenance : dict
         Package versions, run ids, interpreter (filled by the report).
+    findings : dict
+        Parts of ``findings.json`` read from the store while it was open (``root_cause``).
     """
 
     incident_id: str
@@ -47,6 +49,7 @@ class ReportInputs:
     parameters: dict[str, Any] = field(default_factory=dict)
     store: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage | None:
         return self.stages.get(name)
