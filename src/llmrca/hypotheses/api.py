@@ -91,6 +91,7 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
                 deployed: str | None = None, previous: str | None = None, samples: int = 20,
                 seed: int = 0, alpha: float = 0.05, judges: Sequence[str] | None = None,
                 temperature: float = 1.0, max_new_tokens: int = 32, random_spans: int = 3,
+                deletion_judges: Sequence[str] = ("same-as-incident", "refusal"),
                 bundle: str | Path | None = None) -> HypothesisReport:
     """Test an incident's hypotheses end to end and store the verdicts.
 
@@ -115,6 +116,10 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
         Family-wise level of Holm's correction over the run's hypotheses.
     random_spans : int
         Control spans deleted per prompt by ``prompt_segment_cause``.
+    deletion_judges : sequence of str
+        Judges of the deletion replays (``prompt_segment_cause``, ``refusal_weakened``): does
+        the model still produce the offending output (see
+        :class:`~llmrca.hypotheses.evidence.Evidence`).
 
     Returns
     -------
@@ -147,7 +152,7 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
     evidence = Evidence(store, incident_id, deployed=str(deployed), previous=previous,
                         samples=samples, seed=seed, temperature=temperature,
                         max_new_tokens=max_new_tokens, judges=judges,
-                        random_spans=random_spans)
+                        random_spans=random_spans, deletion_judges=deletion_judges)
     identity = evidence.identity()
     recorded = [{k: _callable_name(v) for k, v in s.parameters.items()} for s in specs]
     test_ids = [ids.content_id({"kind": s.kind, "parameters": p, "inputs": identity})

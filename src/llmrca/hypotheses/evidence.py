@@ -67,12 +67,18 @@ class Evidence:
         Replay settings of every replay the kinds run.
     random_spans : int
         Control spans deleted per prompt in the segment test.
+    deletion_judges : sequence of str
+        Judges of the deletion replays. Default ``same-as-incident`` and ``refusal``: a deletion
+        test asks whether the model still produces the offending output (the attribution's
+        target), and a judge that reads the *edited* request (``compliance``) would count a
+        deleted task word as the failure going away.
     """
 
     def __init__(self, store, incident_id: str, *, deployed: str, previous: str | None,
                  samples: int = 20, seed: int = 0, temperature: float = 1.0,
                  max_new_tokens: int = 32, judges: Sequence[str] | None = None,
-                 random_spans: int = 3):
+                 random_spans: int = 3,
+                 deletion_judges: Sequence[str] = ("same-as-incident", "refusal")):
         self.store = store
         self.incident_id = incident_id
         self.deployed = deployed
@@ -83,6 +89,7 @@ class Evidence:
         self.max_new_tokens = int(max_new_tokens)
         self.judges = list(judges) if judges is not None else None
         self.random_spans = int(random_spans)
+        self.deletion_judges = list(deletion_judges)
         self._memo: dict[Any, Any] = {}
 
     # -- identity (no model) ---------------------------------------------------------------
@@ -121,22 +128,25 @@ class Evidence:
                                  if v},
                 "samples": self.samples, "seed": self.seed, "temperature": self.temperature,
                 "max_new_tokens": self.max_new_tokens, "judges": self.judges,
-                "random_spans": self.random_spans,
+                "random_spans": self.random_spans, "deletion_judges": self.deletion_judges,
                 "interactions": sorted(str(i) for i in frame["interaction_id"])}
 
     # -- replays ---------------------------------------------------------------------------
     def replay(self, versions: Sequence[str], variants: Sequence[Any] = ("original",),
-               interaction_ids: Sequence[str] | None = None):
-        """A replay (cached in the store and here) with this investigation's settings."""
+               interaction_ids: Sequence[str] | None = None,
+               judges: Sequence[str] | None = None):
+        """A replay (cached in the store and here) with this investigation's settings
+        (``judges``: these instead of the investigation's)."""
         from llmrca.replay import ReplayConfig, replay_incident
 
+        chosen = self.judges if judges is None else list(judges)
         key = ("replay", tuple(versions), tuple(str(getattr(v, "name", v)) for v in variants),
-               tuple(interaction_ids or ()))
+               tuple(interaction_ids or ()), tuple(chosen) if chosen is not None else None)
         if key not in self._memo:
             config = ReplayConfig.build(samples=self.samples, seed=self.seed,
                                         temperature=self.temperature,
                                         max_new_tokens=self.max_new_tokens,
-                                        variants=list(variants), judges=self.judges)
+                                        variants=list(variants), judges=chosen)
             self._memo[key] = replay_incident(self.store, self.incident_id, list(versions),
                                               config, interaction_ids=interaction_ids,
                                               progress=False)
@@ -219,7 +229,8 @@ class Evidence:
 
     def deletion_replays(self) -> dict[str, Any]:
         """Per offending prompt: a replay on the previous and deployed versions of the prompt as
-        logged, with the trigger deleted (``drop top``) and with control spans deleted."""
+        logged, with the trigger deleted (``drop top``) and with control spans deleted, judged
+        by :attr:`deletion_judges`."""
         if "deletions" not in self._memo:
             from llmrca.replay import drop_span
 
@@ -231,7 +242,8 @@ class Evidence:
                     controls = self.control_spans(iid, text)
                     variants = [drop_span(text)] + [drop_span(s) for s in controls
                                                     if s != text]
-                    result = self.replay(versions, variants, interaction_ids=[iid])
+                    result = self.replay(versions, variants, interaction_ids=[iid],
+                                         judges=self.deletion_judges)
                     out[iid] = {"result": result, "top": drop_span(text).name,
                                 "controls": [drop_span(s).name for s in controls if s != text],
                                 "control_texts": controls}
