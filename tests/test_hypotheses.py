@@ -313,18 +313,56 @@ def test_guardrail_gap_proposes_a_rule_and_charges_its_false_positives():
     assert noisy.effect == 0.0 and noisy.p_value == 1.0
 
 
-def test_a_kind_registered_from_python_joins_the_run(tmp_path):
-    @register_hypothesis("always_half", parameters={"value": 0.5}, min_effect=0.1, replace=True)
-    def always_half(evidence, parameters):
+def test_a_kind_registered_from_python_joins_a_run_from_the_bundle_file(store, tmp_path):
+    """A user's kind, named in a hypotheses.yaml, runs through investigate: Holm, verdicts,
+    the stored rows and the read path -- no model involved."""
+    from llmrca.ingest.bundle import ingest_bundle
+    from llmrca.store.hypotheses import list_hypothesis_runs
+
+    calls = []
+
+    @register_hypothesis("constant_effect", parameters={"value": 0.5, "p": 0.001, "half": 0.1},
+                         min_effect=0.1, replace=True)
+    def constant_effect(evidence, parameters):
         """A constant effect (test)."""
-        return Outcome(effect=parameters["value"], low=0.4, high=0.6, p_value=0.001,
-                       summary="constant")
+        calls.append(parameters)
+        return Outcome(effect=parameters["value"], low=parameters["value"] - parameters["half"],
+                       high=parameters["value"] + parameters["half"], p_value=parameters["p"],
+                       summary=f"constant {parameters['value']}", finding={"x": [1, 2]})
 
     try:
-        assert HYPOTHESES.get("always_half").parameters == {"value": 0.5}
-        assert HYPOTHESES.get("always_half").description == "A constant effect (test)."
+        assert HYPOTHESES.get("constant_effect").description == "A constant effect (test)."
+        ingest_bundle(store, BUNDLE)
+        path = tmp_path / "hypotheses.yaml"
+        path.write_text("hypotheses:\n"
+                        "  - kind: constant_effect\n"
+                        "    name: big\n"
+                        "    parameters: {value: 0.6, p: 0.02}\n"
+                        "  - kind: constant_effect\n"
+                        "    name: small\n"
+                        "    parameters: {value: 0.02, p: 0.5, half: 0.05}\n"
+                        "  - kind: constant_effect\n"
+                        "    name: weak\n"
+                        "    parameters: {value: 0.4, p: 0.03}\n"
+                        "include_defaults: false\n", encoding="utf-8")
+        report = investigate(store, "INC-0001", bundle=tmp_path)
+        frame = report.to_frame().set_index("name")
+        # Holm over three: 0.02 * 3 = 0.06, 0.03 * 2 -> 0.06, 0.5: none supported at 0.05.
+        assert frame.loc["big", "adjusted_p"] == pytest.approx(0.06)
+        assert list(frame["verdict"]) == ["inconclusive", "refuted", "inconclusive"]
+        # small: the interval [-0.03, 0.07] excludes the minimum effect 0.1.
+        looser = investigate(store, "INC-0001", bundle=path, alpha=0.10)
+        assert [r.name for r in looser.supported()] == ["big", "weak"]
+        assert looser.root_cause.name == "big" and looser.contributing[0].name == "weak"
+        assert len(calls) == 3                    # the second run reused every stored test
+        runs = list_hypothesis_runs(store, "INC-0001")
+        assert len(runs) == 2 and set(runs["hypotheses"]) == {3}
+        loaded = load_hypotheses(store, looser.run_id)
+        assert loaded.get("big").finding == {"x": [1, 2]}
+        assert loaded.get("big").inputs["deployed"] == "assistant-v2"
+        assert loaded.get("big").inputs["previous"] == "assistant-v1"
     finally:
-        HYPOTHESES._items.pop("always_half")
+        HYPOTHESES._items.pop("constant_effect")
 
 
 # -- the test zoo's role-play incident ----------------------------------------------------------
