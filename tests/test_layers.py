@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "llmrca"
 
 #: Bottom to top. Top-level modules not listed are the shared base (errors, documents, ...).
 LAYERS = {"store": 1, "ingest": 2, "models": 3, "replay": 4, "judges": 4, "zoo": 4,
-          "internals": 4, "attribution": 4, "data_attribution": 4,
+          "internals": 4, "attribution": 4, "data_attribution": 4, "hypotheses": 4.5,
           "samples": 4, "incidents": 4, "verify": 4, "triage": 4, "viz": 5, "reports": 6,
           "cli": 7}
 

@@ -186,8 +186,13 @@ def test_report_follows_the_post_incident_structure(run_one):
     assert headings == ["Summary", "Detection", "Triage: scope and severity",
                         "Containment options", "Reproduction", "Investigation",
                         "Investigation: attribution", "Investigation: model internals",
-                        "Remediation and its verification", "Impact", "Lessons",
+                        "Root cause", "Remediation and its verification", "Impact", "Lessons",
                         "Appendix: provenance"]
+    # The hypotheses notebook's run: the verdict rule and one verdict per shipped kind.
+    assert "Rule: supported when the Holm\\-adjusted" in text \
+        or "Rule: supported when the Holm-adjusted" in text
+    findings = json.loads((run_one.output_dir / "findings.json").read_text())
+    assert len(findings["root_cause"]["hypotheses"]) == 6
     assert "It reproduces on assistant\\-v2" in text or "It reproduces on assistant-v2" in text
     try:
         import llmrca.verify  # noqa: F401

@@ -19,7 +19,7 @@ from llmrca.errors import InvalidArgumentError, LlmrcaError, StoreInterruptedErr
 #: Modules under llmrca.cli that contribute commands, in --help order.
 COMMAND_MODULES = ["store_cmds", "interaction_cmds", "ingest_cmds", "model_cmds", "zoo_cmds",
                    "replay_cmds", "attribute_cmds", "judge_cmds", "internals_cmds", "data_cmds",
-                   "verify_cmds", "run_cmds", "demo_cmds"]
+                   "investigate_cmds", "verify_cmds", "run_cmds", "demo_cmds"]
 
 
 def build_parser() -> argparse.ArgumentParser:

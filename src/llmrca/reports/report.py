@@ -142,6 +142,7 @@ class Report:
                 "replay_run_id": comparison.data.get("run_id"),
                 "mean_logprob": comparison.table("logprob_summary").to_dict("records"),
                 "divergence": comparison.table("divergence").to_dict("records")},
+            "root_cause": inputs.findings.get("root_cause"),
             "sections": [s.name for s in self.sections],
             "provenance": inputs.provenance,
         }
@@ -213,6 +214,28 @@ class Report:
         return paths
 
 
+def _root_cause_findings(inputs: Any) -> dict[str, Any] | None:
+    """The newest hypothesis run: proposed root cause, contributing factors, every verdict."""
+    if inputs.store is None:
+        return None
+    from llmrca.reports.sections import latest_hypotheses
+
+    report = latest_hypotheses(inputs.store, inputs.incident_id)
+    if report is None:
+        return None
+    root = report.root_cause
+    return {"hypothesis_run_id": report.run_id, "alpha": report.alpha,
+            "proposed": None if root is None else root.name,
+            "contributing": [r.name for r in report.contributing],
+            "conclusion": report.conclusion(),
+            "hypotheses": [{"name": r.name, "kind": r.kind, "verdict": r.verdict,
+                            "rank": r.rank, "effect": r.effect, "effect_low": r.effect_low,
+                            "effect_high": r.effect_high, "p_value": r.p_value,
+                            "adjusted_p": r.adjusted_p, "min_effect": r.min_effect,
+                            "summary": r.summary, "finding": r.finding,
+                            "evidence": r.evidence} for r in report.results]}
+
+
 def _mask_sections(sections: list[Section], anonymizer: Anonymizer) -> list[Section]:
     from dataclasses import replace
 
@@ -274,6 +297,8 @@ def build_report(incident_id: str, output_dir: str | Path, *, store: Any = None,
     inputs = ReportInputs(incident_id=incident_id, record=record, stages=stages,
                           parameters=to_jsonable(parameters), store=store,
                           provenance=provenance)
+    # Read now: the store may be closed by the time findings.json is written.
+    inputs.findings["root_cause"] = _root_cause_findings(inputs)
     sections = []
     for spec in available_sections():
         blocks = spec.build(inputs)

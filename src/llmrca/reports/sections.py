@@ -39,6 +39,8 @@ class ReportInputs:
         The store, open read-only, for sections that read stored results directly.
     provenance : dict
         Package versions, run ids, interpreter (filled by the report).
+    findings : dict
+        Parts of ``findings.json`` read from the store while it was open (``root_cause``).
     """
 
     incident_id: str
@@ -47,6 +49,7 @@ class ReportInputs:
     parameters: dict[str, Any] = field(default_factory=dict)
     store: Any = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    findings: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> Stage | None:
         return self.stages.get(name)
@@ -381,6 +384,50 @@ def _internals(inputs: ReportInputs):
                                          "setting"),
                    _figure("patching", lambda: patching_figure(newest),
                            "activation patching per hidden state (newest setting)"))
+
+
+def latest_hypotheses(store, incident_id: str):
+    """The incident's stored hypothesis run that tested the most hypotheses, the newest of
+    those (a full investigation over a partial one); None when there is none."""
+    from llmrca.hypotheses import load_hypotheses
+    from llmrca.store.hypotheses import list_hypothesis_runs
+
+    runs = list_hypothesis_runs(store, incident_id)
+    if runs.empty:
+        return None
+    runs = runs.sort_values(["hypotheses", "created_at"], ascending=False, kind="stable")
+    return load_hypotheses(store, str(runs["run_id"].iloc[0]))
+
+
+@register_section("root_cause", "Root cause", 67)
+def _root_cause(inputs: ReportInputs):
+    """The newest hypothesis run (``llmrca investigate`` / the hypotheses notebook): the
+    proposed root cause, the contributing factors and the evidence behind every verdict; left
+    out when there is none."""
+    if inputs.store is None:
+        return None
+    report = latest_hypotheses(inputs.store, inputs.incident_id)
+    if report is None:
+        return None
+    frame = report.to_frame().drop(columns=["summary"])
+    for column in ("effect", "effect_low", "effect_high", "p_value", "adjusted_p"):
+        frame[column] = frame[column].astype(float).round(4)
+    evidence = []
+    for r in report.results:
+        ids = {k: v for k, v in r.evidence.items() if k.endswith(("_run", "_runs"))}
+        evidence.append(f"{r.name} -- {r.verdict}: {r.summary}. Method: {r.method or 'n/a'}. "
+                        f"Runs: {ids or 'none'}.")
+    rule = (f"Rule: supported when the Holm-adjusted one-sided p-value is below {report.alpha} "
+            f"and the effect is at least the hypothesis's minimum effect; refuted when the "
+            f"interval's upper bound is below that minimum; inconclusive otherwise (and when not "
+            f"applicable). The prompt is the unit of every test.")
+    contributing = [f"{r.name}: {r.summary} (effect {r.effect:+.2f}, Holm p "
+                    f"{r.adjusted_p:.2g})" for r in report.contributing]
+    return _blocks(Text(report.conclusion()),
+                   Bullets(tuple(contributing)) if contributing else None,
+                   Table(frame, f"hypotheses of run {report.run_id}, supported first by "
+                                f"effect"),
+                   Text(rule), Bullets(tuple(evidence)))
 
 
 @register_section("remediation", "Remediation and its verification", 70)

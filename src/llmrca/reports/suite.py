@@ -78,6 +78,7 @@ _SHIPPED = (
     ("comparison", 300, "teacher-forced log-probs per version, first divergence, outputs"),
     ("attribution", 350, "prompt segments on both versions, prime suspect, faithfulness"),
     ("internals", 400, "probes, refusal direction, activation patching and weight diff"),
+    ("hypotheses", 450, "root-cause hypotheses tested, verdicts, the proposed root cause"),
     ("report", 1000, "the incident report assembled from the other notebooks' results"),
 )
 for _name, _order, _description in _SHIPPED:

@@ -461,6 +461,37 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             package_version VARCHAR NOT NULL,
             created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
     ]),
+    (12, "hypotheses: one row per tested hypothesis of an investigation run", [
+        # One hypothesis of one run: result_id is a content id of (run id, hypothesis name); the
+        # run id hashes every test id and the verdict rule, a test id hashes the kind, its
+        # parameters and every input (versions with fingerprints, samples, seed, judges,
+        # interactions), so a warm re-run reads its verdicts back without loading a model.
+        """CREATE TABLE hypothesis_results (
+            result_id VARCHAR PRIMARY KEY,
+            run_id VARCHAR NOT NULL,
+            incident_id VARCHAR NOT NULL,
+            name VARCHAR NOT NULL,
+            kind VARCHAR NOT NULL,
+            test_id VARCHAR NOT NULL,
+            parameters JSON NOT NULL,
+            applicable BOOLEAN NOT NULL,
+            verdict VARCHAR NOT NULL,
+            effect DOUBLE,
+            effect_low DOUBLE,
+            effect_high DOUBLE,
+            p_value DOUBLE,
+            adjusted_p DOUBLE,
+            min_effect DOUBLE NOT NULL,
+            alpha DOUBLE NOT NULL,
+            rank INTEGER,
+            summary VARCHAR NOT NULL,
+            finding JSON,
+            evidence JSON NOT NULL,
+            inputs JSON NOT NULL,
+            method VARCHAR,
+            package_version VARCHAR NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT current_timestamp)""",
+    ]),
     (13, "logs in place: registered Parquet log sources, and the view all_log_events", [
         # Production logs that stay where they are (local Parquet, a glob, an s3:// URL): where
         # they are, each file's row count and schema digest when registered (a moved or
