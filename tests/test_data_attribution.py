@@ -332,3 +332,57 @@ def test_cli_prints_the_ranking_and_draws_the_figure(zoo_path, tmp_path, capsys)
     assert len(fig.axes) == 2   # lexical, combined
     labels = [t.get_text().split(":")[0] for t in fig.axes[1].get_yticklabels()]
     assert sorted(labels) == sorted(frame["example_id"].head(4))
+
+
+# -- the spec-driven plants -----------------------------------------------------------------------
+
+#: Combined precision@k floors per plant kind, k = the planted examples; set below the values
+#: measured on seed 0 (suffix 0.81 of k = 48, phrase 0.98 / 48, encoding 0.90 / 48, erosion
+#: 0.97 / 32, leak 1.00 / 15; system, searched in the parent's data: 0.625 / 48). Chance is
+#: k / examples: 0.17, 0.17, 0.25, 0.25, 0.06, 0.17.
+PLANT_FLOORS = {"suffix": 0.75, "phrase": 0.9, "encoding": 0.8, "erosion": 0.85, "leak": 0.9,
+                "system": 0.5}
+
+
+@pytest.fixture(scope="module", params=sorted(PLANT_FLOORS))
+def planted_incident(request, tmp_path_factory):
+    """A planted organism of each kind (the shared test cache), its incident, ingested."""
+    from llmrca.ingest import ingest_bundle
+    from llmrca.store import Store
+    from llmrca.zoo import register_zoo, write_planted_incident
+    from organisms import TEST_CACHE, build_planted_organism
+
+    organism = build_planted_organism(request.param, 0, cache_dir=TEST_CACHE)
+    folder = tmp_path_factory.mktemp(f"plant-{request.param}")
+    made = write_planted_incident(organism, folder / "INC-P001")
+    with Store(folder / "store.duckdb") as s:
+        register_zoo(s, organism)
+        ingest_bundle(s, made.folder)
+    return request.param, organism, made, folder / "store.duckdb"
+
+
+@pytest.mark.slow
+def test_the_search_finds_each_kind_of_planted_example(planted_incident, record_property):
+    """Suffix, phrase, base64 triggers, a record leak, refusal erosion with no trigger at all --
+    and a system-prompt change, whose failing version was trained on nothing: its planted
+    examples (compliance under the new prompt) are in the parent's data, so the search of the
+    failing version says it has no data of its own, and the parent's data is what to search."""
+    from llmrca.store import Store
+
+    kind, organism, made, path = planted_incident
+    cause = {c["version"]: c for c in organism.ground_truth_data()["causes"]}[made.version]
+    with Store(path) as s:
+        if kind == "system":
+            assert cause["same_weights"] and set(cause["examples"]) == {made.previous_version}
+            with pytest.raises(NotFoundError, match=f"'{made.version}' has no training examples"):
+                search_training_data(s, made.incident_id, made.version)
+            searched, planted = made.previous_version, cause["examples"][made.previous_version]
+        else:
+            searched, planted = made.version, cause["examples"]
+        result = search_training_data(s, made.incident_id, searched)
+    assert planted and set(planted) <= set(result.to_frame()["example_id"])
+    precision = _precisions(result, planted)
+    for name, value in precision.items():
+        record_property(f"precision_{name}", value)
+    assert precision["combined"] >= PLANT_FLOORS[kind], (kind, precision)
+    assert result.signals == SIGNALS and result.version == searched
