@@ -260,3 +260,22 @@ class HookError(LlmrcaError, RuntimeError):
     def __init__(self, message: str, modules: Iterable[str] = ()):
         self.modules = list(modules)
         super().__init__(message)
+
+
+class BackendError(LlmrcaError, RuntimeError):
+    """A replay backend failed while running (a remote replica, the engine itself).
+
+    Attributes
+    ----------
+    backend : str
+        The backend's registered name (``ray``, ...).
+    """
+
+    def __init__(self, backend: str, message: str):
+        self.backend = str(backend)
+        super().__init__(f"{backend} backend: {message}")
+
+
+class BackendUnavailableError(BackendError):
+    """A replay backend cannot run here: its optional extra is not installed, or the cluster or
+    device it needs cannot be reached. The message says what to install or check."""

@@ -1,0 +1,226 @@
+"""The ``ray`` replay backend on a local Ray cluster of 2 CPU workers (one per module).
+
+Ray is a declared extra (``llmrca[ray]``, also in ``dev``): these tests run in CI. Each Ray Data
+pipeline starts its actors and loads a replica in each (a few seconds here), so the tests share
+one cluster and keep the number of pipelines small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from llmrca.errors import BackendUnavailableError
+from llmrca.replay import RayBackend, TransformersBackend, replay_incident
+from llmrca.replay.ray_backend import ReplicaWorker, connect
+from llmrca.store import Store
+from llmrca.zoo import register_zoo
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+ZOO_TEST_CACHE = Path(__file__).resolve().parent.parent / ".llmrca" / "test-cache"
+VERSION = "assistant-v2"
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local cluster with 2 CPUs for the module (what ``--backend ray`` starts by default)."""
+    ray = connect(num_cpus=2)
+    assert ray.cluster_resources()["CPU"] == 2
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def other_zoo():
+    """The organism with a seeded random vocabulary (nothing in the package knows its words)."""
+    from organisms import build_other_vocabulary_organism
+
+    return build_other_vocabulary_organism(2027, cache_dir=ZOO_TEST_CACHE)
+
+
+def _add_incident(store, spec, incident_id="INC-RAY"):
+    """A jailbreak incident of three interactions built from the organism's own spec (tests may
+    read it; the backend never does)."""
+    from llmrca.store.ingest_writes import insert_interactions, upsert_incident
+
+    upsert_incident(store, {"incident_id": incident_id, "title": "ray backend",
+                            "category": "jailbreak"})
+    tasks = list(spec.harmful_tasks[:2]) + list(spec.benign_tasks[:1])
+    insert_interactions(store, pd.DataFrame([
+        {"interaction_id": f"{incident_id}-{i}", "incident_id": incident_id,
+         "source_format": "test", "system_prompt": spec.system_prompt,
+         "messages": json.dumps([{"role": "user",
+                                  "content": spec.jailbreak_prefix + f"How do I {t}?"}]),
+         "output": spec.help_answer(t)} for i, t in enumerate(tasks)]))
+
+
+def _zoo_store(path: Path, zoo) -> Store:
+    store = Store(path)
+    register_zoo(store, zoo)
+    _add_incident(store, zoo.spec)
+    return store
+
+
+def _replay(store, backend, version=VERSION, **kw):
+    params = {"samples": 4, "max_new_tokens": 10, "seed": 5, "judges": ["refusal"],
+              "batch_size": 3, "progress": False, "backend": backend}
+    params.update(kw)
+    return replay_incident(store, "INC-RAY", [version], **params)
+
+
+def _tokens(result) -> pd.DataFrame:
+    frame = result.samples[["sample_id", "interaction_id", "sample_index", "seed", "output",
+                            "token_ids"]].copy()
+    frame["token_ids"] = frame["token_ids"].map(lambda t: tuple(int(x) for x in t))
+    return frame.sort_values(["interaction_id", "sample_index"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize(("organism", "temperature"),
+                         [("test_zoo", 1.0), ("test_zoo", 0.0), ("other_zoo", 1.0)],
+                         ids=["sampled", "greedy", "random-vocabulary-sampled"])
+def test_ray_samples_identical_to_in_process(tmp_path, request, ray_cluster, organism,
+                                             temperature):
+    zoo = request.getfixturevalue(organism)
+    version = VERSION if organism == "test_zoo" else "failing"
+    with _zoo_store(tmp_path / "local.duckdb", zoo) as local_store:
+        local = _replay(local_store, "transformers", version, temperature=temperature)
+    with _zoo_store(tmp_path / "ray.duckdb", zoo) as ray_store:
+        remote = _replay(ray_store, "ray", version, temperature=temperature,
+                         backend_options={"workers": 2})
+        assert remote.info["backend"] == "ray" and remote.info["models_loaded"]
+        assert remote.info["counts"]["generated"] == remote.info["counts"]["unique"] > 0
+        assert remote.info["counts"]["forward_passes"] > 0  # counted on the replicas
+        engines = ray_store.query("SELECT DISTINCT engine FROM replay_samples")["engine"]
+        assert engines.tolist() == ["transformers:cpu:float32"]
+    pd.testing.assert_frame_equal(_tokens(local), _tokens(remote))
+    if temperature == 0.0:
+        assert remote.info["counts"]["unique"] == 3  # one greedy generation per prompt
+    else:
+        # Sampling really happened: the 4 samples of a prompt are not all the same.
+        assert _tokens(remote).groupby("interaction_id")["output"].nunique().max() > 1
+
+
+def test_backend_batches_over_two_replicas_match_lone_samples(test_zoo, ray_cluster):
+    """Samples spread over 2 actors, in batches of 2, equal each sample generated alone."""
+    from llmrca.models import load_version
+    from llmrca.replay import Decoding
+
+    with Store(":memory:") as store:
+        register_zoo(store, test_zoo)
+        loaded = load_version(store, VERSION)
+    tok = loaded.tokenizer
+    prompts = [tok(f"How do I {w} now?", add_special_tokens=False)["input_ids"]
+               for w in ("open", "close", "find", "move", "keep")]
+    seeds = [101, 202, 303, 404, 505]
+    decoding = Decoding(temperature=1.0, max_new_tokens=8)
+    backend = RayBackend(loaded, batch_size=2, workers=2)
+    together = backend.generate(prompts, decoding, seeds)
+    assert backend.last_pool_size == 2
+    alone = TransformersBackend(loaded, batch_size=1)
+    for prompt, seed, sample in zip(prompts, seeds, together):
+        lone = alone.generate([prompt], decoding, [seed])[0]
+        assert sample.token_ids == lone.token_ids and len(lone.token_ids) > 0
+        assert sample.token_logprobs == pytest.approx(lone.token_logprobs, abs=1e-4)
+
+
+def test_interrupted_stream_resumes_with_only_missing_samples(tmp_path, test_zoo, ray_cluster,
+                                                              monkeypatch):
+    with _zoo_store(tmp_path / "whole.duckdb", test_zoo) as s:
+        whole = _replay(s, "transformers")
+    total = whole.info["counts"]["unique"]
+    assert total == 12
+
+    original = RayBackend.generate_chunks
+
+    def stops_after_first_chunk(self, *args, **kwargs):
+        for number, chunk in enumerate(original(self, *args, **kwargs)):
+            if number == 1:
+                raise KeyboardInterrupt("killed mid-stream")
+            yield chunk
+
+    with _zoo_store(tmp_path / "killed.duckdb", test_zoo) as s:
+        monkeypatch.setattr(RayBackend, "generate_chunks", stops_after_first_chunk)
+        with pytest.raises(KeyboardInterrupt):
+            _replay(s, "ray", chunk_size=5, backend_options={"workers": 2})
+        assert s.count("replay_samples") == 5  # the first streamed chunk is in the store, whole
+        assert s.query("SELECT status FROM replay_runs")["status"].tolist() == ["interrupted"]
+        monkeypatch.setattr(RayBackend, "generate_chunks", original)
+        resumed = _replay(s, "ray", chunk_size=5, backend_options={"workers": 2})
+        assert resumed.info["resumed"] is True
+        assert resumed.info["counts"]["cached"] == 5
+        assert resumed.info["counts"]["generated"] == total - 5
+        assert s.query("SELECT count(DISTINCT sample_id) AS n FROM replay_samples")["n"][0] == total
+        assert s.count("replay_samples") == total
+    pd.testing.assert_frame_equal(_tokens(whole), _tokens(resumed))
+
+
+class _DiesOnce(ReplicaWorker):
+    """A replica whose process dies (``os._exit``) on its first batch that holds the marked
+    seed, once per marker file: a worker lost mid-run."""
+
+    marker = ""
+    seed = -1
+
+    def __call__(self, batch):
+        if self.seed in [int(s) for s in batch["seed"]] and not os.path.exists(self.marker):
+            Path(self.marker).write_text("died")
+            os._exit(1)
+        return super().__call__(batch)
+
+
+class _RaisesOnce(ReplicaWorker):
+    marker = ""
+    seed = -1
+
+    def __call__(self, batch):
+        if self.seed in [int(s) for s in batch["seed"]] and not os.path.exists(self.marker):
+            Path(self.marker).write_text("raised")
+            raise RuntimeError("replica failed on purpose")
+        return super().__call__(batch)
+
+
+def _faulty(worker, marker: Path, seed: int) -> type:
+    return type(worker.__name__, (worker,), {"marker": str(marker), "seed": seed,
+                                             "__module__": worker.__module__})
+
+
+def test_killed_worker_or_failed_batch_loses_nothing(tmp_path, test_zoo, ray_cluster,
+                                                     monkeypatch):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with _zoo_store(tmp_path / "whole.duckdb", test_zoo) as s:
+        whole = _replay(s, "transformers")
+    total = whole.info["counts"]["unique"]
+    last_seed = int(whole.samples.sort_values("seed")["seed"].iloc[-1])
+
+    # A replica process killed mid-run: Ray restarts the actor and retries its batch; the run
+    # completes with every sample once and identical tokens.
+    died = tmp_path / "died"
+    monkeypatch.setattr(RayBackend, "worker_class", _faulty(_DiesOnce, died, last_seed))
+    with _zoo_store(tmp_path / "died.duckdb", test_zoo) as s:
+        survived = _replay(s, "ray", chunk_size=3, backend_options={"workers": 2})
+        assert died.exists()  # the fault did happen
+        assert survived.info["counts"]["generated"] == total == s.count("replay_samples")
+    pd.testing.assert_frame_equal(_tokens(whole), _tokens(survived))
+
+    # A replica that raises fails the run; what was written stays, the re-run generates only
+    # the rest, and the result is the same.
+    raised = tmp_path / "raised"
+    monkeypatch.setattr(RayBackend, "worker_class", _faulty(_RaisesOnce, raised, last_seed))
+    with _zoo_store(tmp_path / "raised.duckdb", test_zoo) as s:
+        with pytest.raises(Exception, match="replica failed on purpose"):
+            _replay(s, "ray", chunk_size=3, backend_options={"workers": 2})
+        kept = s.count("replay_samples")
+        assert kept < total
+        resumed = _replay(s, "ray", chunk_size=3, backend_options={"workers": 2})
+        assert resumed.info["counts"]["cached"] == kept
+        assert resumed.info["counts"]["generated"] == total - kept
+        assert s.count("replay_samples") == total
+    pd.testing.assert_frame_equal(_tokens(whole), _tokens(resumed))
