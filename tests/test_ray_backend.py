@@ -224,3 +224,76 @@ def test_killed_worker_or_failed_batch_loses_nothing(tmp_path, test_zoo, ray_clu
         assert resumed.info["counts"]["generated"] == total - kept
         assert s.count("replay_samples") == total
     pd.testing.assert_frame_equal(_tokens(whole), _tokens(resumed))
+
+
+def test_cli_backend_ray_and_shared_cache(tmp_path, test_zoo, ray_cluster, capsys):
+    from llmrca.cli import main
+
+    db = tmp_path / "cli.duckdb"
+    with _zoo_store(db, test_zoo):
+        pass
+    common = ["--db", str(db), "replay", "INC-RAY", "--versions", VERSION, "--samples", "2",
+              "--max-new-tokens", "6", "--judge", "refusal", "--no-progress"]
+    assert main([*common, "--backend", "ray", "--workers", "2", "--batch-size", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "samples: 6 (6 distinct), 0 from cache, 6 generated" in out
+    # The engine is the in-process one (Ray only schedules): a local replay finds every sample.
+    assert main([*common, "--backend", "transformers"]) == 0
+    out = capsys.readouterr().out
+    assert "6 from cache, 0 generated" in out and "0 forward passes" in out
+    # Ray options without --backend ray are a usage error, not silently ignored.
+    assert main([*common, "--workers", "2"]) == 2
+    assert "--workers: only with --backend ray" in capsys.readouterr().err
+
+
+def _run_python(code: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), str(Path(__file__).parent)])}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_warm_rerun_imports_neither_ray_nor_a_model(tmp_path, test_zoo, ray_cluster):
+    db = tmp_path / "warm.duckdb"
+    with _zoo_store(db, test_zoo) as s:
+        first = _replay(s, "ray", backend_options={"workers": 2})
+        assert first.info["counts"]["generated"] == 12
+    code = f"""
+import sys
+from llmrca.store import Store
+from llmrca.replay import replay_incident
+with Store({str(db)!r}) as s:
+    r = replay_incident(s, "INC-RAY", [{VERSION!r}], samples=4, max_new_tokens=10, seed=5,
+                        judges=["refusal"], batch_size=3, progress=False, backend="ray",
+                        backend_options={{"workers": 2}})
+print(r.info["counts"]["generated"], r.info["models_loaded"], "ray" in sys.modules,
+      "torch" in sys.modules)
+"""
+    done = _run_python(code, tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "False", "False", "False"]
+
+
+def test_bad_address_and_missing_ray_are_clear_errors(tmp_path, test_zoo, monkeypatch):
+    # A fresh process (this one is connected to the module's cluster): nothing listens on
+    # port 1, and the CLI says so at once, naming the address and how to start a cluster.
+    db = tmp_path / "bad.duckdb"
+    with _zoo_store(db, test_zoo):
+        pass
+    code = f"""
+import sys
+from llmrca.cli import main
+sys.exit(main(["--db", {str(db)!r}, "replay", "INC-RAY", "--versions", {VERSION!r},
+               "--samples", "1", "--judge", "refusal", "--no-progress", "--backend", "ray",
+               "--ray-address", "127.0.0.1:1"]))
+"""
+    done = _run_python(code, tmp_path)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "cannot reach a Ray cluster at '127.0.0.1:1'" in done.stderr
+    assert "ray start --head" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(BackendUnavailableError, match="expected HOST:PORT"):
+        connect("headnode:port")
+
+    # Without Ray installed the backend names the extra to install.
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(BackendUnavailableError, match=r"pip install 'llmrca\[ray\]'"):
+        connect()

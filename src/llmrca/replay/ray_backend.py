@@ -53,20 +53,31 @@ def _import_ray():
     return ray
 
 
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
+def _host_port(address: str) -> tuple[str, int] | None:
+    """``(host, port)`` of a ``HOST:PORT`` or ``ray://HOST:PORT`` address; ``None`` for the
+    forms Ray resolves itself (``auto``, ``local``)."""
     target = address.split("://", 1)[-1]
     host, sep, port_text = target.rpartition(":")
-    if not sep or not host:
-        return  # "auto", "local" and other forms are Ray's own to resolve
+    if not sep and target in ("auto", "local"):
+        return None
     try:
         port = int(port_text)
     except ValueError:
+        port = -1
+    if not host or not 0 < port < 65536:
         raise BackendUnavailableError(
             "ray", f"--ray-address {address!r}: expected HOST:PORT (the head node's GCS port, "
-                   f"6379 by default), 'auto' or ray://HOST:PORT") from None
+                   f"6379 by default), 'auto' or ray://HOST:PORT")
+    return host.strip("[]"), port
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on (``ray.init`` would retry for minutes)."""
+    where = _host_port(address)
+    if where is None:
+        return
     try:
-        with socket.create_connection((host.strip("[]"), port), timeout=timeout):
+        with socket.create_connection(where, timeout=timeout):
             pass
     except OSError as exc:
         raise BackendUnavailableError(
@@ -94,6 +105,8 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
         Ray is not installed, or the cluster cannot be reached.
     """
     ray = _import_ray()
+    if address:
+        _host_port(address)  # a malformed address is an error even when already connected
     if ray.is_initialized():
         return ray
     options: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
@@ -103,9 +116,10 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     else:
         # "local": always a new cluster of this process, never one found on the machine.
         options.update(address="local", num_cpus=num_cpus, include_dashboard=False)
-    # A local start is tried twice: on a loaded machine Ray's node can miss its startup
-    # deadline once (its agents start late) and come up on the next try.
-    attempts = 1 if address else 2
+    # A local start is tried three times: on a loaded machine Ray's raylet gives up waiting
+    # for its agent process (measured here: the agent took 16-32 s to start on 2 busy cores,
+    # the raylet waits about 15 s) and a later try comes up.
+    attempts = 1 if address else 3
     for attempt in range(attempts):
         try:
             ray.init(**options)
