@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from llmrca.errors import BackendUnavailableError
+from llmrca.errors import BackendError, BackendUnavailableError
 from llmrca.replay import RayBackend, TransformersBackend, replay_incident
 from llmrca.replay.ray_backend import ReplicaWorker, connect
 from llmrca.store import Store
@@ -190,7 +190,7 @@ def _faulty(worker, marker: Path, seed: int) -> type:
                                              "__module__": worker.__module__})
 
 
-def test_killed_worker_or_failed_batch_loses_nothing(tmp_path, test_zoo, ray_cluster,
+def test_killed_worker_loses_nothing(tmp_path, test_zoo, ray_cluster,
                                                      monkeypatch):
     import ray.cloudpickle
 
@@ -210,12 +210,23 @@ def test_killed_worker_or_failed_batch_loses_nothing(tmp_path, test_zoo, ray_clu
         assert survived.info["counts"]["generated"] == total == s.count("replay_samples")
     pd.testing.assert_frame_equal(_tokens(whole), _tokens(survived))
 
-    # A replica that raises fails the run; what was written stays, the re-run generates only
-    # the rest, and the result is the same.
+
+def test_failed_batch_fails_the_run_and_the_rerun_completes_it(tmp_path, test_zoo, ray_cluster,
+                                                                monkeypatch):
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with _zoo_store(tmp_path / "whole.duckdb", test_zoo) as s:
+        whole = _replay(s, "transformers")
+    total = whole.info["counts"]["unique"]
+    last_seed = int(whole.samples.sort_values("seed")["seed"].iloc[-1])
+    # A replica that raises fails the run with its error; what was written stays, the re-run
+    # generates only the rest, and the result is the same.
     raised = tmp_path / "raised"
     monkeypatch.setattr(RayBackend, "worker_class", _faulty(_RaisesOnce, raised, last_seed))
     with _zoo_store(tmp_path / "raised.duckdb", test_zoo) as s:
-        with pytest.raises(Exception, match="replica failed on purpose"):
+        with pytest.raises(BackendError, match="a replica failed: RuntimeError: replica failed "
+                                                "on purpose"):
             _replay(s, "ray", chunk_size=3, backend_options={"workers": 2})
         kept = s.count("replay_samples")
         assert kept < total

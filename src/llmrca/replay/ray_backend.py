@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -136,16 +137,41 @@ def connect(address: str | None = None, *, num_cpus: int | None = None):
     return ray
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what Ray wrapped in it (``RayTaskError.cause``, ``__cause__``), outermost
+    first."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and all(current is not seen for seen in chain):
+        chain.append(current)
+        current = getattr(current, "cause", None) or current.__cause__
+    return chain
+
+
 def _local_error(exc: BaseException) -> LlmrcaError | None:
     """The llmrca error a remote replica raised, found in Ray's wrapping of it."""
-    seen = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        if isinstance(current, LlmrcaError):
-            return current
-        current = getattr(current, "cause", None) or current.__cause__
-    return None
+    return next((e for e in _causes(exc) if isinstance(e, LlmrcaError)), None)
+
+
+_ERROR_LINE = re.compile(r"^\s*([A-Za-z_][\w.]*(?:Error|Exception|Interrupt)): (.+)$")
+
+
+def _replica_failure(exc: BaseException) -> BackendError:
+    """A readable error for a replica that raised: the exception the replica's code raised (the
+    last ``Type: message`` line of Ray's remote traceback), without Ray's wrapping and colour
+    codes."""
+    found = None
+    for cause in _causes(exc):
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(cause))
+        for line in text.splitlines():
+            match = _ERROR_LINE.match(line)
+            if match and not match.group(1).endswith(("RayTaskError", "UserCodeException")):
+                found = f"{match.group(1)}: {match.group(2).strip()}"
+    if found is None:
+        root = _causes(exc)[-1]
+        text = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(root)).split())
+        found = f"{type(root).__name__}: {text[-500:]}"
+    return BackendError("ray", f"a replica failed: {found}")
 
 
 class ReplicaWorker:
@@ -344,6 +370,17 @@ class RayBackend(ReplayBackend):
                 "memory_budget_bytes": self.memory_budget_bytes})
         stream = iter(dataset.iter_batches(batch_size=max(1, int(chunk_size)),
                                            batch_format="numpy"))
+        try:
+            yield from self._receive(stream, on_batch)
+        finally:
+            # Stop the pipeline and free its actors (and their CPUs/GPUs) now, also when the
+            # run failed or the caller stopped reading: a traceback kept alive (a notebook, a
+            # retry loop) must not keep replicas holding the resources the next run needs.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+
+    def _receive(self, stream, on_batch) -> Iterator[list[tuple[int, GeneratedSample]]]:
         while True:
             try:
                 batch = next(stream)
@@ -355,8 +392,7 @@ class RayBackend(ReplayBackend):
                 local = _local_error(exc)
                 if local is not None:
                     raise local from exc
-                raise BackendError("ray", f"a replica failed: {type(exc).__name__}: "
-                                          f"{' '.join(str(exc).split())[:500]}") from exc
+                raise _replica_failure(exc) from exc
             chunk = [(int(i), GeneratedSample(tuple(json.loads(t)), str(text),
                                               tuple(json.loads(lp)), str(fr)))
                      for i, t, text, lp, fr in zip(batch["index"], batch["token_ids"],
