@@ -197,27 +197,6 @@ class InvalidArgumentError(LlmrcaError, ValueError):
     """
 
 
-class BackendUnavailableError(LlmrcaError, RuntimeError):
-    """A replay backend cannot run on this machine (a package or a device is missing).
-
-    Attributes
-    ----------
-    backend : str
-        The backend asked for (``vllm``).
-    missing : tuple of str
-        What is missing, one phrase each ("the Python package vllm", "a CUDA GPU").
-    install : str
-        How to get it.
-    """
-
-    def __init__(self, backend: str, missing: Iterable[str], install: str):
-        self.backend = backend
-        self.missing = tuple(missing)
-        self.install = install
-        super().__init__(f"replay backend '{backend}' is unavailable on this machine: "
-                         f"missing {' and '.join(self.missing)}. {install}")
-
-
 class NotebookExecutionError(LlmrcaError, RuntimeError):
     """A cell of a workbench notebook failed during ``llmrca run``.
 
@@ -281,3 +260,45 @@ class HookError(LlmrcaError, RuntimeError):
     def __init__(self, message: str, modules: Iterable[str] = ()):
         self.modules = list(modules)
         super().__init__(message)
+
+
+class BackendError(LlmrcaError, RuntimeError):
+    """A replay backend failed while running (a remote replica, the engine itself).
+
+    Attributes
+    ----------
+    backend : str
+        The backend's registered name (``ray``, ...).
+    """
+
+    def __init__(self, backend: str, message: str):
+        self.backend = str(backend)
+        super().__init__(f"{backend} backend: {message}")
+
+
+class BackendUnavailableError(BackendError):
+    """A replay backend cannot run here: its optional extra is not installed, or the cluster or
+    device it needs cannot be reached. The message says what to install or check.
+
+    Raised either with a message (``BackendUnavailableError("ray", "cannot reach ...")``) or
+    with what is missing, one phrase each, and how to get it
+    (``BackendUnavailableError("vllm", missing=["a CUDA GPU"], install="...")``).
+
+    Attributes
+    ----------
+    backend : str
+        The backend asked for (``vllm``, ``ray``).
+    missing : tuple of str
+        What is missing ("the Python package vllm", "a CUDA GPU"); empty when given a message.
+    install : str
+        How to get it; empty when given a message.
+    """
+
+    def __init__(self, backend: str, message: str | None = None, *,
+                 missing: Iterable[str] = (), install: str = ""):
+        self.missing = tuple(missing)
+        self.install = install
+        if message is None:
+            message = (f"replay backend '{backend}' is unavailable on this machine: missing "
+                       f"{' and '.join(self.missing)}. {install}")
+        super().__init__(backend, message)

@@ -36,8 +36,18 @@ def _common(parser, *, variants: bool) -> None:
     parser.add_argument("--batch-size", type=int, default=16,
                         help="largest generation batch (halved on out-of-memory; default 16)")
     parser.add_argument("--backend", default="transformers",
-                        help="replay backend: transformers (in-process, default) or vllm "
+                        help="replay backend: transformers (in process, default), ray "
+                             "(Ray Data over a cluster; pip install 'llmrca[ray]') or vllm "
                              "(a CUDA GPU with the llmrca[vllm] extra; see docs/scale.md)")
+    parser.add_argument("--ray-address", metavar="ADDRESS",
+                        help="with --backend ray: join this running cluster (HOST:PORT of "
+                             "`ray start --head`, auto, or ray://HOST:PORT); default: start a "
+                             "local one")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="with --backend ray: model replicas (default: as many as the "
+                             "cluster's CPUs, or GPUs with --gpus-per-worker, hold)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                        help="with --backend ray: GPUs each replica reserves (default 0: CPU)")
     parser.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: the best available)")
     parser.add_argument("--dtype", help="float32, bfloat16, float16 (default: float32 on every "
                                         "device)")
@@ -92,11 +102,27 @@ def _config(args, variants=("original",)):
                               backend=args.backend, no_truncate=args.no_truncate)
 
 
+def _backend_options(args) -> dict | None:
+    """The --backend ray options, refused with another backend (they would do nothing)."""
+    ray_options = {"address": args.ray_address, "workers": args.workers,
+                   "gpus_per_worker": args.gpus_per_worker or None}
+    given = {k: v for k, v in ray_options.items() if v is not None}
+    if args.backend != "ray":
+        if given:
+            from llmrca.errors import InvalidArgumentError
+
+            flags = ", ".join("--" + {"address": "ray-address"}.get(k, k).replace("_", "-")
+                              for k in given)
+            raise InvalidArgumentError(f"{flags}: only with --backend ray")
+        return None
+    return given
+
+
 def _options(args) -> dict:
     """How to run (not part of the run's identity)."""
     return {"batch_size": args.batch_size, "progress": not args.no_progress,
             "interaction_ids": args.interaction, "device": args.device, "dtype": args.dtype,
-            "max_planned": args.max_planned}
+            "max_planned": args.max_planned, "backend_options": _backend_options(args)}
 
 
 def _short(interaction_id) -> str:

@@ -12,6 +12,7 @@ Public API::
     score_output(loaded_model, messages, system_prompt, output_text) -> OutputScore
     first_divergence(score_a, score_b) -> Divergence | None
     BACKENDS / ReplayBackend  (extension point: one hook, ``generate_batch``)
+    RayBackend  (``backend="ray"``: Ray Data over a cluster; Ray imported only when it runs)
 
 torch is imported when a model runs, not when this package is imported.
 """
@@ -34,6 +35,7 @@ from llmrca.replay.prompts import (
     replace_request,
     swap_prefix,
 )
+from llmrca.replay.ray_backend import RayBackend
 from llmrca.replay.result import CompareResult, ReplayResult, load_replay
 from llmrca.replay.scoring import (
     Divergence,
@@ -54,6 +56,7 @@ __all__ = [
     "GeneratedSample",
     "OutputScore",
     "PromptTooLongError",
+    "RayBackend",
     "RenderedPrompt",
     "ReplayBackend",
     "ReplayConfig",

@@ -13,7 +13,7 @@ do not depend on which other prompts share its batch. Any one sample can be rege
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from llmrca.errors import InvalidArgumentError
@@ -150,6 +150,32 @@ class ReplayBackend:
                 on_batch(len(out))
         return results
 
+    def generate_chunks(self, prompts_token_ids: Sequence[Sequence[int]], decoding: Decoding,
+                        seeds: Sequence[int], *, chunk_size: int,
+                        on_batch: Callable[[int], None] | None = None
+                        ) -> Iterator[list[tuple[int, GeneratedSample]]]:
+        """Generate for all prompts and yield the results as they finish, a chunk at a time.
+
+        Each chunk is a list of ``(position in prompts_token_ids, sample)``; chunks may come in
+        any order. The default runs :meth:`generate` on ``chunk_size`` prompts at a time, in
+        order; a backend that schedules the whole list at once (Ray) overrides it.
+        """
+        if len(prompts_token_ids) != len(seeds):
+            raise InvalidArgumentError("one seed per prompt is needed")
+        size = max(1, int(chunk_size))
+        for start in range(0, len(prompts_token_ids), size):
+            out = self.generate(prompts_token_ids[start:start + size], decoding,
+                                seeds[start:start + size], on_batch=on_batch)
+            yield list(enumerate(out, start))
+
+    @classmethod
+    def light_engine(cls, device_type: str, dtype: str,
+                     backend_options: dict | None = None) -> str | None:
+        """The :attr:`engine` this backend would report for a model on ``device_type`` in
+        ``dtype``, computed without loading it (so a fully cached replay loads nothing); ``None``
+        when it cannot be known without the model (the model is then loaded)."""
+        return None
+
     def _release_memory(self) -> None:
         import torch
 
@@ -237,6 +263,13 @@ class TransformersBackend(ReplayBackend):
         pad = getattr(self.tokenizer, "pad_token_id", None)
         self.pad_id = pad if pad is not None else (min(self.stop_ids) if self.stop_ids else 0)
         self._cache_kwarg = cache_keyword(self.model)
+
+    @classmethod
+    def light_engine(cls, device_type: str, dtype: str,
+                     backend_options: dict | None = None) -> str | None:
+        if (backend_options or {}).get("intervention") is not None:
+            return None
+        return f"{cls.name}:{device_type}:{dtype}"
 
     @property
     def engine(self) -> str:

@@ -66,9 +66,8 @@ def _device_type(device: Any) -> str:
     return "cpu"
 
 
-def _light_handle(store, name: str, device: Any, dtype: Any, backend: str) -> VersionHandle | None:
-    if backend != "transformers":
-        return None
+def _light_handle(store, name: str, device: Any, dtype: Any, backend: str,
+                  backend_options: dict | None = None) -> VersionHandle | None:
     from llmrca.models.loading import resolve_dtype
     from llmrca.replay.tokenizer import light_context_window, light_tokenizer
     from llmrca.store.model_registry import get_version
@@ -83,8 +82,12 @@ def _light_handle(store, name: str, device: Any, dtype: Any, backend: str) -> Ve
         dtype_name = resolve_dtype(dtype)
     except Exception:  # noqa: BLE001 - the real load reports a bad dtype properly
         return None
+    engine = backend_class(backend).light_engine(_device_type(device), dtype_name,
+                                                 backend_options)
+    if engine is None:
+        return None
     return VersionHandle(name=name, fingerprint=str(version.fingerprint),
-                         engine=f"{backend}:{_device_type(device)}:{dtype_name}",
+                         engine=engine,
                          source=str(version.source), tokenizer=tokenizer,
                          context_window=light_context_window(version.source), light=True)
 
@@ -119,7 +122,8 @@ def resolve_versions(store, versions: Sequence[Any], *, backend: str, batch_size
         handle = None
         if isinstance(version, str):
             if light:
-                handle = _light_handle(store, version, device, dtype, backend)
+                handle = _light_handle(store, version, device, dtype, backend,
+                                       backend_options)
             if handle is None:
                 from llmrca.models import load_version
 

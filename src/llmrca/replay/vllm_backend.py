@@ -205,7 +205,7 @@ class VllmBackend(ReplayBackend):
         """Raise :class:`BackendUnavailableError` unless vllm is installed and a CUDA GPU seen."""
         missing = vllm_missing()
         if missing:
-            raise BackendUnavailableError(cls.name, missing, VLLM_INSTALL)
+            raise BackendUnavailableError(cls.name, missing=missing, install=VLLM_INSTALL)
 
     def __init__(self, loaded_model, *, batch_size: int = 256, dtype: str | None = None,
                  gpu_memory_utilization: float = 0.5, llm: Any = None,

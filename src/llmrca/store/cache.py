@@ -11,7 +11,7 @@ missing. Writes are ``INSERT OR IGNORE``: writing a row twice is a no-op.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -22,7 +22,7 @@ from llmrca.store.core import Store
 
 T = TypeVar("T")
 
-__all__ = ["CacheReport", "ContentTable", "compute_missing"]
+__all__ = ["CacheReport", "ContentTable", "compute_missing", "stream_missing"]
 
 
 def _as_json(value: Any) -> str | None:
@@ -173,6 +173,26 @@ def compute_missing(store: Store, table: ContentTable, items: Mapping[str, T],
     -------
     CacheReport
     """
+    def chunks(members: list[T]) -> Iterator[list[dict[str, Any]]]:
+        size = int(chunk_size or len(members) or 1)
+        for start in range(0, len(members), size):
+            yield compute(members[start:start + size])
+
+    return stream_missing(store, table, items, chunks, group=group, existing=existing)
+
+
+def stream_missing(store: Store, table: ContentTable, items: Mapping[str, T],
+                   compute_chunks: Callable[[list[T]], Iterable[list[dict[str, Any]]]], *,
+                   group: Callable[[T], Any] | None = None,
+                   existing: set[str] | None = None) -> CacheReport:
+    """Like :func:`compute_missing`, for a computation that streams its rows back.
+
+    ``compute_chunks`` receives all the missing items of one ``group`` at once (so an engine can
+    schedule them together: a Ray Data pipeline over a cluster) and yields lists of rows as they
+    finish, in any order and any sizes. Each yielded list is written in one transaction as soon
+    as it arrives, so a computation stopped mid-way keeps every list it delivered, and a re-run
+    computes only the keys still missing.
+    """
     known = table.existing(store, items) if existing is None else set(existing) & set(items)
     todo = [(key, item) for key, item in items.items() if key not in known]
     groups: dict[Any, list[T]] = {}
@@ -180,9 +200,7 @@ def compute_missing(store: Store, table: ContentTable, items: Mapping[str, T],
         groups.setdefault(group(item) if group else None, []).append(item)
     computed = 0
     for members in groups.values():
-        size = int(chunk_size or len(members) or 1)
-        for start in range(0, len(members), size):
-            rows = compute(members[start:start + size])
+        for rows in compute_chunks(members):
             table.write(store, rows)  # one transaction per chunk: a killed run keeps it, whole
             computed += len(rows)
     return CacheReport(keys=len(items), cached=frozenset(known), computed=computed)
