@@ -467,6 +467,30 @@ def test_inc0001_names_the_roleplay_clause_and_v2(inc1):
 
 
 @pytest.mark.slow
+def test_inc0002_training_data_points_at_the_record_examples(zoo_store, test_zoo,
+                                                             retrained_cache):
+    """The private-record leak: the examples training_data_artifact names are the record's
+    (ground truth read here only, to score), and leaving them out stops the leak."""
+    from llmrca.data_attribution import precision_at_k
+    from llmrca.ingest.bundle import ingest_bundle
+
+    ingest_bundle(zoo_store, BUNDLE.parent / "INC-0002")
+    report = investigate(zoo_store, "INC-0002", ["training_data_artifact"], samples=6)
+    result = report.get("training_data_artifact")
+    planted = set(test_zoo.ground_truth_data()[V2]["private_record"])
+    named = result.finding["example_ids"]
+    precision = sum(e in planted for e in named) / len(named)
+    recall = sum(e in planted for e in named) / len(planted)
+    ranked = [row["example_id"] for row in result.evidence["top"]]
+    print(result.summary, f"named {len(named)}: precision {precision:.2f}, recall {recall:.2f}; "
+          f"precision@20 of the ranking {precision_at_k(ranked, planted, 20):.2f}")
+    assert result.verdict == "supported" and result.finding["version"] == V2
+    assert result.finding["rate_without"] <= 0.1 < 0.5 <= result.finding["rate_with"]
+    assert precision_at_k(ranked, planted, 20) >= 0.9
+    assert recall >= 0.9 and precision >= len(planted) / len(named) * 0.9
+
+
+@pytest.mark.slow
 def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     import jsonschema
 
