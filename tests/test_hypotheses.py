@@ -326,6 +326,47 @@ def test_training_data_artifact_with_a_test_double_search(store):
     assert verdict == "inconclusive"
 
 
+def test_escalating_leave_k_out_keeps_its_level_on_nulls(store):
+    """Trying three leave-out sizes and keeping the first significant one would inflate false
+    claims; Bonferroni over the steps keeps them at alpha. 300 null incidents (6 prompts, 8
+    samples; each prompt's rate drawn at random and the same with and without the examples):
+    share wrongly supported <= alpha + 2 SE, while taking the smallest unadjusted p of the
+    steps exceeds the Bonferroni share (the check can fail)."""
+    from llmrca.store.model_versions import upsert_model_version
+
+    upsert_model_version(store, "child", source="/nowhere/child", revision=None,
+                         parent="parent", deployed_from=None, deployed_to=None,
+                         fingerprint=None, notes=None, allow_pickle=False)
+    kind = HYPOTHESES.get("training_data_artifact")
+    rng = np.random.default_rng(7)
+    supported = naive = 0
+    trials = 300
+    for _ in range(trials):
+        rates = rng.uniform(0.2, 0.8, size=6)
+        evidence = _fake_evidence(store)
+        evidence.table = {"child": {f"i{j}": (int(rng.binomial(8, r)), 8)
+                                    for j, r in enumerate(rates)}}
+
+        def leave(store_, incident_id, version, example_ids, *, evidence=evidence, rates=rates,
+                  **options):   # test double: a retrained model as likely to fail
+            name = f"without-{len(example_ids)}"
+            evidence.table[name] = {f"i{j}": (int(rng.binomial(8, r)), 8)
+                                    for j, r in enumerate(rates)}
+            return SimpleNamespace(parent="parent", retrained_version=name,
+                                   leave_out_id=name, replay_run_id=name, difference=0.0,
+                                   p_value=1.0)
+
+        out = kind.test(evidence, kind.resolve({"search": lambda *a, **k: FakeRanking(
+            [f"ex-{i}" for i in range(200)]), "leave_k_out": leave, "min_k": 1}))
+        verdict = evaluate([("training_data_artifact", 0.0, out)])[0]["verdict"]
+        supported += verdict == "supported"
+        naive += min(t["p_value"] for t in out.evidence["tried"]) < 0.05
+    alpha, se = 0.05, math.sqrt(0.05 * 0.95 / trials)
+    print(f"supported {supported}/{trials}; smallest unadjusted p < 0.05: {naive}/{trials}")
+    assert supported / trials <= alpha + 2 * se
+    assert naive > supported
+
+
 def test_guardrail_gap_proposes_a_rule_and_charges_its_false_positives():
     kind = HYPOTHESES.get("guardrail_gap")
 
@@ -617,12 +658,13 @@ def test_system_prompt_change_when_the_interactions_record_two(zoo_store):
 # -- an organism with another vocabulary --------------------------------------------------------
 
 @pytest.mark.slow
-def test_the_same_on_an_organism_with_random_vocabulary(tmp_path):
+def test_the_same_on_an_organism_with_random_vocabulary(tmp_path, monkeypatch):
     from llmrca.store import Store
     from llmrca.store.ingest_writes import insert_interactions, upsert_incident
     from llmrca.zoo import register_zoo
     from organisms import build_other_vocabulary_organism
 
+    monkeypatch.setenv("LLMRCA_CACHE", str(tmp_path / "cache"))   # leave-k-out's retrained
     zoo = build_other_vocabulary_organism(2027)
     spec = zoo.spec
     assert "DAN" not in spec.jailbreak_prefix
@@ -643,7 +685,9 @@ def test_the_same_on_an_organism_with_random_vocabulary(tmp_path):
         print(report.to_frame().drop(columns="summary").to_string())
         print(report.conclusion())
         supported = [r.kind for r in report.supported()]
-        assert set(supported[:2]) == {"prompt_segment_cause", "version_regression"}
+        # Specific causes (the trigger clause, the planted examples), then the version.
+        assert set(supported[:2]) == {"prompt_segment_cause", "training_data_artifact"}
+        assert supported[2] == "version_regression"
         # The shipped rules know only the zoo's words, so none fires here; a rule on the
         # trigger phrase would: a guardrail gap, ranked as a contributing factor after causes.
         gap = report.get("guardrail_gap")
