@@ -31,7 +31,7 @@ from bench_warm import ROOT, TEST_CACHE, llmrca
 sys.path.insert(0, str(ROOT / "src"))
 
 
-def search_precision(db: str, zoo: str) -> list[tuple[str, int, float]]:
+def search_precision(db: str, zoo: str, cache: Path) -> list[tuple[str, int, float]]:
     """Each signal's precision@k (and the combined ranking's) in the training-data search that
     ``training_data_artifact`` ran for INC-0001 (read from the store: no model)."""
     from llmrca.data_attribution import load_search, precision_at_k
@@ -41,7 +41,7 @@ def search_precision(db: str, zoo: str) -> list[tuple[str, int, float]]:
     from llmrca.zoo import DEFAULT_SPEC, TEST_SPEC, build_zoo
 
     build = build_zoo(TEST_SPEC, cache_dir=TEST_CACHE) if zoo == "test" \
-        else build_zoo(DEFAULT_SPEC)
+        else build_zoo(DEFAULT_SPEC, cache_dir=cache)
     planted = build.ground_truth_data()["assistant-v2"]["roleplay_jailbreak"]
     k = len(planted)
     with Store(db, read_only=True) as store:
@@ -68,8 +68,14 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     workdir = Path(tempfile.mkdtemp(prefix="llmrca-bench-investigate-"))
-    # Leave-k-out's retrained models go to the run's folder: the cold run trains them.
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LLMRCA_CACHE": str(workdir / "cache")}
+    # Leave-k-out's retrained models go to the run's folder (the cold run trains them); the
+    # zoo itself is reused from the usual cache (linked in).
+    cache = workdir / "cache"
+    cache.mkdir()
+    usual = Path(os.environ.get("LLMRCA_CACHE") or ROOT / ".llmrca" / "cache")
+    (usual / "zoo").mkdir(parents=True, exist_ok=True)
+    (cache / "zoo").symlink_to((usual / "zoo").resolve(), target_is_directory=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "LLMRCA_CACHE": str(cache)}
     db = str(workdir / "bench.duckdb")
     try:
         zoo = ["zoo", "build"] + (["--test", "--cache-dir", str(TEST_CACHE)]
@@ -81,7 +87,7 @@ def main(argv=None) -> int:
             command += ["--judge", judge]
         runs = [("cold", *llmrca(command, env))]
         runs += [("warm", *llmrca(command, env)) for _ in range(args.repeat)]
-        precision = search_precision(db, args.zoo)
+        precision = search_precision(db, args.zoo, cache)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
