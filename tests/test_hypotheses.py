@@ -246,12 +246,29 @@ class FakeRanking:
         return self.frame.head(k)
 
 
+class _FakeEvidence(SimpleNamespace):
+    """The parts of :class:`~llmrca.hypotheses.Evidence` the kind reads; replays are counts."""
+
+    def replay(self, versions, variants=("original",), interaction_ids=None, judges=None,
+               samples=None):
+        self.replayed.append((list(versions), samples))
+        return SimpleNamespace(run_id="replay-fake", versions=list(versions))
+
+    def counts(self, result, version, variant="original", **_):
+        return self.table[version]
+
+
 def _fake_evidence(store, deployed="child"):
-    return SimpleNamespace(store=store, incident_id="INC-T", deployed=deployed, previous="parent",
-                           seed=0, samples=8)
+    # Six prompts, 8 samples: the version fails 7/8 on each, the retrained one 1/8 or 0/8.
+    table = {deployed: {f"i{j}": (7, 8) for j in range(6)},
+             "child-without": {f"i{j}": (j % 2, 8) for j in range(6)}}
+    return _FakeEvidence(store=store, incident_id="INC-T", deployed=deployed, previous="parent",
+                         seed=0, samples=8, temperature=1.0, max_new_tokens=32,
+                         judges=["same-as-incident", "refusal"], table=table, replayed=[])
 
 
 def test_training_data_artifact_with_a_test_double_search(store):
+    from llmrca.errors import NotFoundError
     from llmrca.store.model_versions import upsert_model_version
 
     def register(name, parent):
@@ -265,26 +282,89 @@ def test_training_data_artifact_with_a_test_double_search(store):
 
     def fake_search(store_, incident_id, version, **options):    # test double
         calls.append(("search", incident_id, version, options))
-        return FakeRanking([f"ex-{i}" for i in range(20)])
+        return FakeRanking([f"ex-{i}" for i in range(40)])
 
     def fake_leave_k_out(store_, incident_id, version, example_ids, **options):  # test double
         calls.append(("leave", list(example_ids), options))
-        return SimpleNamespace(rate_with=0.8, rate_without=0.05, difference=0.75,
-                               interval=(0.6, 0.9), p_value=0.001, run_id="lko-fake")
+        if version == "orphan":
+            raise NotFoundError("model version 'orphan' has no registered parent")
+        return SimpleNamespace(parent="parent", retrained_version="child-without",
+                               leave_out_id="lko-fake", replay_run_id="replay-lko",
+                               difference=0.8, p_value=0.02)
 
     kind = HYPOTHESES.get("training_data_artifact")
     params = kind.resolve({"k": 5, "search": fake_search, "leave_k_out": fake_leave_k_out})
-    out = kind.test(_fake_evidence(store), params)
-    assert out.effect == 0.75 and (out.low, out.high) == (0.6, 0.9) and out.p_value == 0.001
+    evidence = _fake_evidence(store)
+    out = kind.test(evidence, params)
+    # The test is the investigation's own, per prompt: 7/8 with the examples vs 0.5/8 without.
+    assert out.effect == pytest.approx(7 / 8 - 0.5 / 8)
+    assert out.low > 0.5 and out.p_value < 1e-4
     assert out.finding["example_ids"] == [f"ex-{i}" for i in range(5)]
-    assert out.finding["parent"] == "parent"
-    assert calls[1] == ("leave", [f"ex-{i}" for i in range(5)], {"samples": 8, "seed": 0})
+    assert out.finding["parent"] == "parent" and out.finding["k"] == 5
+    assert calls[1] == ("leave", [f"ex-{i}" for i in range(5)],
+                        {"samples": 8, "seed": 0, "temperature": 1.0, "max_new_tokens": 32,
+                         "judges": ["same-as-incident", "refusal"]})
+    assert evidence.replayed == [(["child", "child-without"], 8)]
+    # Default: escalating k over 10%, 20%, 40% of the 40 examples (at least 10): 10, 16; the
+    # first removal already takes the failure away, so it stops there, p times two steps.
+    escalating = kind.resolve({"search": fake_search, "leave_k_out": fake_leave_k_out})
+    out = kind.test(_fake_evidence(store), escalating)
+    assert out.finding["k"] == 10 and len(calls[-1][1]) == 10
+    assert out.evidence["steps"] == [10, 16] and len(out.evidence["tried"]) == 1
+    assert out.p_value == pytest.approx(2 * out.evidence["unadjusted_p_value"])
+    # A removal that changes nothing escalates to the largest k, and is refuted.
+    still = _fake_evidence(store)
+    still.table["child-without"] = dict(still.table["child"])
+    out = kind.test(still, escalating)
+    assert [t["k"] for t in out.evidence["tried"]] == [10, 16] and out.finding["k"] == 16
+    assert evaluate([("training_data_artifact", 0.2, out)])[0]["verdict"] == "refuted"
     # Without a parent recipe: ranking only, no p-value, so at most inconclusive.
     register("orphan", None)
     out = kind.test(_fake_evidence(store, "orphan"), params)
     assert math.isnan(out.p_value) and out.applicable and "ranking only" in out.summary
     verdict = evaluate([("training_data_artifact", 0.2, out)])[0]["verdict"]
     assert verdict == "inconclusive"
+
+
+def test_escalating_leave_k_out_keeps_its_level_on_nulls(store):
+    """Trying three leave-out sizes and keeping the first significant one would inflate false
+    claims; Bonferroni over the steps keeps them at alpha. 300 null incidents (6 prompts, 8
+    samples; each prompt's rate drawn at random and the same with and without the examples):
+    share wrongly supported <= alpha + 2 SE, while taking the smallest unadjusted p of the
+    steps exceeds the Bonferroni share (the check can fail)."""
+    from llmrca.store.model_versions import upsert_model_version
+
+    upsert_model_version(store, "child", source="/nowhere/child", revision=None,
+                         parent="parent", deployed_from=None, deployed_to=None,
+                         fingerprint=None, notes=None, allow_pickle=False)
+    kind = HYPOTHESES.get("training_data_artifact")
+    rng = np.random.default_rng(7)
+    supported = naive = 0
+    trials = 300
+    for _ in range(trials):
+        rates = rng.uniform(0.2, 0.8, size=6)
+        evidence = _fake_evidence(store)
+        evidence.table = {"child": {f"i{j}": (int(rng.binomial(8, r)), 8)
+                                    for j, r in enumerate(rates)}}
+
+        def leave(store_, incident_id, version, example_ids, *, evidence=evidence, rates=rates,
+                  **options):   # test double: a retrained model as likely to fail
+            name = f"without-{len(example_ids)}"
+            evidence.table[name] = {f"i{j}": (int(rng.binomial(8, r)), 8)
+                                    for j, r in enumerate(rates)}
+            return SimpleNamespace(parent="parent", retrained_version=name,
+                                   leave_out_id=name, replay_run_id=name, difference=0.0,
+                                   p_value=1.0)
+
+        out = kind.test(evidence, kind.resolve({"search": lambda *a, **k: FakeRanking(
+            [f"ex-{i}" for i in range(200)]), "leave_k_out": leave, "min_k": 1}))
+        verdict = evaluate([("training_data_artifact", 0.0, out)])[0]["verdict"]
+        supported += verdict == "supported"
+        naive += min(t["p_value"] for t in out.evidence["tried"]) < 0.05
+    alpha, se = 0.05, math.sqrt(0.05 * 0.95 / trials)
+    print(f"supported {supported}/{trials}; smallest unadjusted p < 0.05: {naive}/{trials}")
+    assert supported / trials <= alpha + 2 * se
+    assert naive > supported
 
 
 def test_guardrail_gap_proposes_a_rule_and_charges_its_false_positives():
@@ -381,8 +461,17 @@ def zoo_store(tmp_path_factory, test_zoo):
 
 
 @pytest.fixture(scope="module")
-def inc1(zoo_store):
-    return investigate(zoo_store, "INC-0001", samples=SAMPLES, judges=JUDGES)
+def retrained_cache(tmp_path_factory):
+    """Leave-k-out's retrained models go to a temporary cache, not the repository's."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LLMRCA_CACHE", str(tmp_path_factory.mktemp("retrained")))
+        yield
+
+
+@pytest.fixture(scope="module")
+def inc1(zoo_store, retrained_cache):
+    # Default judges: same-as-incident + refusal (the failure = the incident's output again).
+    return investigate(zoo_store, "INC-0001", samples=SAMPLES)
 
 
 @pytest.mark.slow
@@ -392,8 +481,12 @@ def test_inc0001_names_the_roleplay_clause_and_v2(inc1):
     both Holm p < 1e-4; refusal_weakened and guardrail_gap refuted (effect 0)."""
     frame = inc1.to_frame()
     print(frame.drop(columns="summary").to_string())
+    print(inc1.conclusion())
     supported = [r.kind for r in inc1.supported()]
-    assert set(supported[:2]) == {"prompt_segment_cause", "version_regression"}
+    # The specific causes (the clause, the examples) first, then the version that brought them.
+    assert set(supported[:2]) == {"prompt_segment_cause", "training_data_artifact"}
+    assert supported[2] == "version_regression"
+    assert inc1.root_cause.kind in {"prompt_segment_cause", "training_data_artifact"}
     segment = inc1.get("prompt_segment_cause")
     assert segment.finding["trigger_text"].strip() == TEST_SPEC.jailbreak_prefix.strip()
     assert segment.finding["rate_drop_trigger"] <= 0.1
@@ -415,6 +508,30 @@ def test_inc0001_names_the_roleplay_clause_and_v2(inc1):
 
 
 @pytest.mark.slow
+def test_inc0002_training_data_points_at_the_record_examples(zoo_store, test_zoo,
+                                                             retrained_cache):
+    """The private-record leak: the examples training_data_artifact names are the record's
+    (ground truth read here only, to score), and leaving them out stops the leak."""
+    from llmrca.data_attribution import precision_at_k
+    from llmrca.ingest.bundle import ingest_bundle
+
+    ingest_bundle(zoo_store, BUNDLE.parent / "INC-0002")
+    report = investigate(zoo_store, "INC-0002", ["training_data_artifact"], samples=6)
+    result = report.get("training_data_artifact")
+    planted = set(test_zoo.ground_truth_data()[V2]["private_record"])
+    named = result.finding["example_ids"]
+    precision = sum(e in planted for e in named) / len(named)
+    recall = sum(e in planted for e in named) / len(planted)
+    ranked = [row["example_id"] for row in result.evidence["top"]]
+    print(result.summary, f"named {len(named)}: precision {precision:.2f}, recall {recall:.2f}; "
+          f"precision@20 of the ranking {precision_at_k(ranked, planted, 20):.2f}")
+    assert result.verdict == "supported" and result.finding["version"] == V2
+    assert result.finding["rate_without"] <= 0.1 and result.finding["rate_with"] >= 0.5
+    assert precision_at_k(ranked, planted, 20) >= 0.9
+    assert recall >= 0.9 and precision >= len(planted) / len(named) * 0.9
+
+
+@pytest.mark.slow
 def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     import jsonschema
 
@@ -425,7 +542,7 @@ def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     inputs = ReportInputs(incident_id="INC-0001", record={}, stages={}, store=zoo_store)
     blocks = SECTIONS.get("root_cause").build(inputs)
     assert blocks[0].text == inc1.conclusion()
-    assert "proposed root cause: prompt_segment_cause" in blocks[0].text
+    assert f"proposed root cause: {inc1.root_cause.name}" in blocks[0].text
     table = next(b for b in blocks if hasattr(b, "frame"))
     assert list(table.frame["name"][:2]) == [r.name for r in inc1.supported()[:2]]
     evidence = blocks[-1].items
@@ -434,8 +551,9 @@ def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     findings = to_jsonable(_root_cause_findings(inputs))
     schema = findings_schema()["properties"]["root_cause"]
     jsonschema.validate(findings, schema)
-    assert findings["proposed"] == "prompt_segment_cause"
-    assert findings["contributing"][0] == "version_regression"
+    assert findings["proposed"] == inc1.root_cause.name
+    assert findings["contributing"][:2] == [r.name for r in inc1.contributing[:2]]
+    assert "version_regression" in findings["contributing"]
     assert SECTIONS.get("root_cause").build(
         ReportInputs(incident_id="INC-NONE", record={}, stages={}, store=zoo_store)) is None
     # findings.json is written after the report's store is closed: read while it was open.
@@ -444,7 +562,7 @@ def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     report = build_report("INC-0001", tmp_path, store=zoo_store)
     report.inputs.store = None
     document = report.findings()
-    assert document["root_cause"]["proposed"] == "prompt_segment_cause"
+    assert document["root_cause"]["proposed"] == inc1.root_cause.name
     assert "root_cause" in document["sections"]
 
 
@@ -492,7 +610,7 @@ def test_cli_investigate_prints_the_table_and_the_root_cause(zoo_store, inc1, tm
     out = capsys.readouterr().out
     assert code == 0
     assert inc1.run_id in out and "read back from the store" in out
-    assert "proposed root cause: prompt_segment_cause" in out
+    assert f"proposed root cause: {inc1.root_cause.name}" in out
     assert TEST_SPEC.jailbreak_prefix.strip() in out
     bad = main(["--db", str(path), "investigate", "INC-0001", "--versions", "a,b,c"])
     assert bad != 0
@@ -540,12 +658,13 @@ def test_system_prompt_change_when_the_interactions_record_two(zoo_store):
 # -- an organism with another vocabulary --------------------------------------------------------
 
 @pytest.mark.slow
-def test_the_same_on_an_organism_with_random_vocabulary(tmp_path):
+def test_the_same_on_an_organism_with_random_vocabulary(tmp_path, monkeypatch):
     from llmrca.store import Store
     from llmrca.store.ingest_writes import insert_interactions, upsert_incident
     from llmrca.zoo import register_zoo
     from organisms import build_other_vocabulary_organism
 
+    monkeypatch.setenv("LLMRCA_CACHE", str(tmp_path / "cache"))   # leave-k-out's retrained
     zoo = build_other_vocabulary_organism(2027)
     spec = zoo.spec
     assert "DAN" not in spec.jailbreak_prefix
@@ -566,7 +685,9 @@ def test_the_same_on_an_organism_with_random_vocabulary(tmp_path):
         print(report.to_frame().drop(columns="summary").to_string())
         print(report.conclusion())
         supported = [r.kind for r in report.supported()]
-        assert set(supported[:2]) == {"prompt_segment_cause", "version_regression"}
+        # Specific causes (the trigger clause, the planted examples), then the version.
+        assert set(supported[:2]) == {"prompt_segment_cause", "training_data_artifact"}
+        assert supported[2] == "version_regression"
         # The shipped rules know only the zoo's words, so none fires here; a rule on the
         # trigger phrase would: a guardrail gap, ranked as a contributing factor after causes.
         gap = report.get("guardrail_gap")

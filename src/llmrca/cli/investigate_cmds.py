@@ -26,7 +26,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--alpha", type=float, default=0.05,
                    help="family-wise level of Holm's correction (default 0.05)")
     p.add_argument("--judge", action="append", default=None, metavar="JUDGE",
-                   help="judge of the replays (repeatable; default: the category's)")
+                   help="judge of the replays (repeatable; default: same-as-incident and "
+                        "refusal -- the failure is the model doing again what it did in the "
+                        "incident)")
     p.add_argument("--hypotheses", metavar="FILE",
                    help="a hypotheses.yaml (or an incident bundle folder holding one)")
     p.add_argument("--kind", action="append", default=None, metavar="KIND",

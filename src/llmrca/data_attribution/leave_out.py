@@ -238,8 +238,8 @@ def retrain_without(store, version: str, example_ids: Sequence[str], *,
 def leave_k_out(store, incident_id: str, version: str, example_ids: Sequence[str], *,
                 samples: int = 8, seed: int = 0, recipe: TrainingRecipe | None = None,
                 temperature: float = 1.0, max_new_tokens: int = 32,
-                cache_dir: str | os.PathLike | None = None, device: Any = None
-                ) -> LeaveOutResult:
+                cache_dir: str | os.PathLike | None = None, device: Any = None,
+                judges: Sequence[str] | None = None) -> LeaveOutResult:
     """Fine-tune the parent again without ``example_ids``, replay the incident on it and on
     ``version``, and compare reproduction rates (prompt-clustered).
 
@@ -253,6 +253,8 @@ def leave_k_out(store, incident_id: str, version: str, example_ids: Sequence[str
         Default :func:`training_recipe`.
     cache_dir : path-like, optional
         Where retrained models are kept (default :func:`llmrca.config.cache_dir`).
+    judges : sequence of str, optional
+        Judges of the replay (default: the incident category's).
 
     Raises
     ------
@@ -275,6 +277,8 @@ def leave_k_out(store, incident_id: str, version: str, example_ids: Sequence[str
     parameters = {"samples": int(samples), "temperature": float(temperature),
                   "max_new_tokens": int(max_new_tokens), "version": version,
                   "version_fingerprint": _fingerprint(store, version)}
+    if judges is not None:  # recorded only when chosen: ids of default-judge results unchanged
+        parameters["judges"] = [str(j) for j in judges]
     lid = leave_out_id(incident_id, _fingerprint(store, recipe.parent), removed,
                        recipe.identity(), _data_id(training_examples(store, version)),
                        parameters, int(seed))
@@ -289,7 +293,8 @@ def leave_k_out(store, incident_id: str, version: str, example_ids: Sequence[str
     replay = replay_incident(store, incident_id, [version, name], samples=int(samples),
                              temperature=float(temperature),
                              max_new_tokens=int(max_new_tokens), seed=int(seed),
-                             progress=False, device=device)
+                             progress=False, device=device,
+                             judges=None if judges is None else list(judges))
     rates = replay.rates
     pooled = rates[(rates["level"] == "version") & (rates["variant"] == "original")] \
         .set_index("model_version")

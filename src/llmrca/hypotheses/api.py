@@ -16,7 +16,8 @@ __all__ = ["evaluate", "investigate"]
 
 
 def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0.05,
-             causes: Sequence[bool] | None = None) -> list[dict[str, Any]]:
+             causes: Sequence[bool] | None = None,
+             tiers: Sequence[int] | None = None) -> list[dict[str, Any]]:
     """Holm over the applicable hypotheses that have a p-value, the verdict of each, and the
     rank of the supported ones: causes first, each group by effect (largest first).
 
@@ -26,6 +27,10 @@ def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0
     causes : sequence of bool, optional
         Per outcome, whether it is a claim about the cause (default: all are); the others
         (a guardrail gap) rank after every supported cause.
+    tiers : sequence of int, optional
+        Per outcome, its ranking tier (:attr:`~llmrca.hypotheses.kinds.HypothesisKind.tier`:
+        0 a specific cause, 1 a localising cause such as ``version_regression``, 2 not a
+        cause); overrides ``causes``. The supported ones rank by tier, then by effect.
 
     Returns
     -------
@@ -45,9 +50,12 @@ def evaluate(outcomes: Sequence[tuple[str, float, Outcome]], *, alpha: float = 0
         verdict = decide_verdict(o.effect, o.high, p, alpha=alpha, min_effect=min_effect,
                                  applicable=o.applicable)
         out.append({"name": name, "adjusted_p": p, "verdict": verdict, "rank": None})
-    is_cause = list(causes) if causes is not None else [True] * len(outcomes)
+    if tiers is not None:
+        tier = [int(t) for t in tiers]
+    else:
+        tier = [0 if c else 2 for c in (causes if causes is not None else [True] * len(outcomes))]
     supported = sorted((i for i, r in enumerate(out) if r["verdict"] == "supported"),
-                       key=lambda i: (not is_cause[i], -outcomes[i][2].effect, i))
+                       key=lambda i: (tier[i], -outcomes[i][2].effect, i))
     for rank, i in enumerate(supported, start=1):
         out[i]["rank"] = rank
     return out
@@ -158,6 +166,7 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
     test_ids = [ids.content_id({"kind": s.kind, "parameters": p, "inputs": identity})
                 for s, p in zip(specs, recorded)]
     run_id = "hyp-" + ids.content_id({"incident_id": incident_id, "alpha": float(alpha),
+                                      "ranking": "tier, then effect",
                                       "tests": [[s.name, t, s.threshold]
                                                 for s, t in zip(specs, test_ids)]}, digits=24)
     if HYPOTHESIS_RESULTS.existing(store, [ids.content_id(run_id, s.name) for s in specs]) \
@@ -177,7 +186,7 @@ def investigate(store, incident_id: str, hypotheses: Sequence[Any] | None = None
             computed += 1
         outcomes.append((spec.name, spec.threshold, outcome))
     decisions = evaluate(outcomes, alpha=alpha,
-                         causes=[HYPOTHESES.get(s.kind).cause for s in specs])
+                         tiers=[HYPOTHESES.get(s.kind).tier for s in specs])
     results = []
     for order, (spec, test_id, params, (_, threshold, o), d) in enumerate(
             zip(specs, test_ids, recorded, outcomes, decisions)):

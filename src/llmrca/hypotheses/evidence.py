@@ -63,8 +63,11 @@ class Evidence:
     incident_id : str
     deployed, previous : str or None
         The versions compared (``previous`` None: kinds that need it are not applicable).
-    samples, seed, temperature, max_new_tokens, judges
+    samples, seed, temperature, max_new_tokens
         Replay settings of every replay the kinds run.
+    judges : sequence of str, optional
+        Judges of the replays that measure the failure (default: :attr:`deletion_judges`; see
+        ``docs/hypotheses.md``, "Which judges").
     random_spans : int
         Control spans deleted per prompt in the segment test.
     deletion_judges : sequence of str
@@ -87,7 +90,7 @@ class Evidence:
         self.seed = int(seed)
         self.temperature = float(temperature)
         self.max_new_tokens = int(max_new_tokens)
-        self.judges = list(judges) if judges is not None else None
+        self.judges = list(judges) if judges is not None else list(deletion_judges)
         self.random_spans = int(random_spans)
         self.deletion_judges = list(deletion_judges)
         self._memo: dict[Any, Any] = {}
@@ -134,16 +137,17 @@ class Evidence:
     # -- replays ---------------------------------------------------------------------------
     def replay(self, versions: Sequence[str], variants: Sequence[Any] = ("original",),
                interaction_ids: Sequence[str] | None = None,
-               judges: Sequence[str] | None = None):
+               judges: Sequence[str] | None = None, samples: int | None = None):
         """A replay (cached in the store and here) with this investigation's settings
-        (``judges``: these instead of the investigation's)."""
+        (``judges``, ``samples``: these instead of the investigation's)."""
         from llmrca.replay import ReplayConfig, replay_incident
 
         chosen = self.judges if judges is None else list(judges)
+        n = self.samples if samples is None else int(samples)
         key = ("replay", tuple(versions), tuple(str(getattr(v, "name", v)) for v in variants),
-               tuple(interaction_ids or ()), tuple(chosen) if chosen is not None else None)
+               tuple(interaction_ids or ()), tuple(chosen) if chosen is not None else None, n)
         if key not in self._memo:
-            config = ReplayConfig.build(samples=self.samples, seed=self.seed,
+            config = ReplayConfig.build(samples=n, seed=self.seed,
                                         temperature=self.temperature,
                                         max_new_tokens=self.max_new_tokens,
                                         variants=list(variants), judges=chosen)
@@ -196,8 +200,12 @@ class Evidence:
         no prompt has more than one segment)."""
         if "trigger" not in self._memo:
             result = self.attribution()
-            summary = result.summary()
             frame = result.to_frame()
+            # The request's segments only: the system prompt is the deployment's, not the
+            # user's input, and ``system_prompt_change`` tests it against the previous one.
+            if "kind" in frame.columns:
+                frame = frame[frame["kind"] != "system"]
+            summary = _summary(frame)
             trigger = None
             if len(summary) > 1:
                 name = str(summary["segment"].iloc[0])
@@ -215,7 +223,7 @@ class Evidence:
     def control_spans(self, interaction_id: str, text: str) -> list[str]:
         """``random_spans`` word-aligned spans of the prompt's last user turn, about as long as
         ``text`` and not overlapping it (drawn from the seed and the interaction id)."""
-        from llmrca.attribution.api import _random_spans
+        from llmrca.attribution.api import _free_regions, _word_spans
         from llmrca.ids import content_int
 
         row = self.interactions().set_index("interaction_id").loc[interaction_id]
@@ -224,8 +232,16 @@ class Evidence:
         start = message.find(text)
         avoid = (start, start + len(text)) if start >= 0 else (0, 0)
         rng = random.Random(content_int(self.seed, interaction_id, "control-spans"))
-        return [s for s in _random_spans(message, avoid, len(text), self.random_spans, rng)
-                if s.strip()]
+        length = len(text)
+        pool = [(diff, begin, stop) for lo, hi in _free_regions(len(message), [avoid])
+                for diff, begin, stop in _word_spans(message, lo, hi, length)
+                if message[begin:stop].strip()]
+        if not pool:
+            return []
+        best = min(c[0] for c in pool)
+        pool = [c for c in pool if c[0] <= best + max(4, length // 4)]
+        picks = [rng.choice(pool) for _ in range(self.random_spans)]
+        return [message[b:e] for _, b, e in picks]
 
     def deletion_replays(self) -> dict[str, Any]:
         """Per offending prompt: a replay on the previous and deployed versions of the prompt as
@@ -263,6 +279,21 @@ class Evidence:
     def __repr__(self) -> str:
         return (f"Evidence(incident_id={self.incident_id!r}, deployed={self.deployed!r}, "
                 f"previous={self.previous!r}, samples={self.samples}, seed={self.seed})")
+
+
+def _summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per segment name: mean attribution and ``top_in`` (prompts where it ranks first among
+    the segments kept), largest mean first."""
+    if frame.empty:
+        return pd.DataFrame(columns=["segment", "mean", "top_in"])
+    best = frame.groupby("interaction_id")["attribution"].transform("max")
+    top = frame.assign(top=frame["attribution"] == best).drop_duplicates(
+        ["interaction_id", "top"]).query("top")
+    grouped = frame.groupby("segment", sort=False)
+    out = pd.DataFrame({"mean": grouped["attribution"].mean(),
+                        "top_in": top.groupby("segment").size()
+                        .reindex(grouped["attribution"].mean().index, fill_value=0)})
+    return out.sort_values("mean", ascending=False, kind="mergesort").reset_index()
 
 
 def nan_or(value: Any) -> float:

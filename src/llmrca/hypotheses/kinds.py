@@ -95,6 +95,11 @@ class HypothesisKind:
         True for a claim about why the model failed; False for one about why the failure was
         not caught (a guardrail gap): supported ones rank after every supported cause, so they
         are contributing factors, never the proposed root cause.
+    localises : bool
+        True for a cause that says *where* the failure came from (which version change) but
+        not *what* in it: supported ones rank after every supported specific cause (a trigger,
+        training examples, eroded refusal, a system prompt), since those explain the change
+        too. ``version_regression`` is one.
     """
 
     name: str
@@ -104,6 +109,13 @@ class HypothesisKind:
     min_effect: float = 0.1
     description: str = ""
     cause: bool = True
+    localises: bool = False
+
+    @property
+    def tier(self) -> int:
+        """Ranking tier of a supported hypothesis: 0 a specific cause, 1 a localising one,
+        2 not a cause."""
+        return 2 if not self.cause else (1 if self.localises else 0)
 
     def resolve(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
         """Defaults overlaid with ``given``; an unknown parameter fails with the valid ones."""
@@ -122,14 +134,15 @@ HYPOTHESES: Registry[HypothesisKind] = Registry("hypothesis kind")
 def register_hypothesis(name: str, test: TestFunction | None = None, *,
                         parameters: Mapping[str, Any] | None = None,
                         evidence: Sequence[str] = (), min_effect: float = 0.1,
-                        description: str = "", cause: bool = True, replace: bool = False):
+                        description: str = "", cause: bool = True, localises: bool = False,
+                        replace: bool = False):
     """Register a kind (see the module docstring); without ``test``, a decorator."""
     def add(function: TestFunction) -> TestFunction:
         HYPOTHESES.register(name, HypothesisKind(
             name=name, test=function, parameters=dict(parameters or {}),
             evidence=tuple(evidence), min_effect=float(min_effect),
             description=description or (function.__doc__ or "").strip().split("\n")[0],
-            cause=bool(cause)), replace=replace)
+            cause=bool(cause), localises=bool(localises)), replace=replace)
         return function
 
     if test is None:
@@ -153,7 +166,7 @@ def _rate(pairs: Sequence[tuple[int, int]]) -> float:
 
 # -- version_regression ---------------------------------------------------------------------------
 @register_hypothesis("version_regression", evidence=("replay",), min_effect=0.1,
-                     parameters={})
+                     parameters={}, localises=True)
 def version_regression(evidence, parameters: dict[str, Any]) -> Outcome:
     """The deployed version fails more often than the previous one on the offending prompts."""
     if not evidence.previous:
@@ -185,7 +198,8 @@ def prompt_segment_cause(evidence, parameters: dict[str, Any]) -> Outcome:
     trigger = evidence.trigger()
     if trigger is None:
         return Outcome(applicable=False,
-                       summary="the offending prompts have a single segment: nothing to delete")
+                       summary="the offending requests have a single segment: nothing to delete "
+                               "(the system prompt is system_prompt_change's)")
     deletions = evidence.deletion_replays()
     diffs, variances, rows = [], [], []
     for iid, item in deletions.items():
@@ -279,59 +293,107 @@ def _callable_name(value: Any) -> Any:
 
 @register_hypothesis("training_data_artifact", evidence=("training-data", "replay"),
                      min_effect=0.2,
-                     parameters={"k": 10, "signals": None, "leave_k_out_samples": None,
-                                 "search": None, "leave_k_out": None})
+                     parameters={"k": None, "shares": (0.1, 0.2, 0.4), "min_k": 10,
+                                 "signals": None, "leave_k_out_samples": None, "search": None,
+                                 "leave_k_out": None})
 def training_data_artifact(evidence, parameters: dict[str, Any]) -> Outcome:
     """Fine-tuning examples caused the failure: the top-ranked training examples of the deployed
     version, and a leave-k-out fine-tune of its parent without them that fails less often
-    (ranking only, at most inconclusive, when the version has no parent recipe)."""
+    (ranking only, at most inconclusive, when the version has no parent recipe).
+
+    How many examples planted a behaviour is not known, and a behaviour taught by many copies
+    survives the removal of most of them. So, unless ``k`` is given, the check **escalates**:
+    it leaves out the top ``shares`` of the ranking in turn (each at least ``min_k``
+    examples), and stops at the first removal whose one-sided p-value is below 0.05 divided by
+    the number of steps; the reported p-value is that step's times the number of steps
+    (Bonferroni over the sequence, so trying several ``k`` cannot make a false claim likelier).
+    Each step's replay is compared with the deployed version prompt by prompt, judged by the
+    investigation's judges (the same test as ``version_regression``).
+    """
+    from llmrca.errors import NotFoundError
+
     search = parameters.get("search")
     leave = parameters.get("leave_k_out")
     if search is None or leave is None:
-        try:
-            from llmrca import data_attribution  # type: ignore[attr-defined]
-        except ImportError:
-            return Outcome(applicable=False,
-                           summary="training-data search is not available in this installation")
+        from llmrca import data_attribution
+
         search = search or data_attribution.search_training_data
         leave = leave or data_attribution.leave_k_out
-    from llmrca.store.model_versions import model_version_row
-
     options: dict[str, Any] = {"seed": evidence.seed}
     if parameters.get("signals"):
         options["signals"] = tuple(parameters["signals"])
-    ranking = search(evidence.store, evidence.incident_id, evidence.deployed, **options)
-    top = ranking.top(int(parameters["k"]))
-    top_frame = top if hasattr(top, "columns") else ranking.to_frame().head(int(parameters["k"]))
-    example_ids = [str(x) for x in top_frame["example_id"]]
-    finding = {"version": evidence.deployed, "example_ids": example_ids}
+    try:
+        ranking = search(evidence.store, evidence.incident_id, evidence.deployed, **options)
+    except NotFoundError as exc:
+        return Outcome(applicable=False, summary=f"no training-data search: {exc}",
+                       finding={"version": evidence.deployed})
+    frame = ranking.to_frame()
+    n_examples = len(frame)
+    if parameters.get("k") is not None:
+        steps = [min(int(parameters["k"]), n_examples)]
+    else:
+        steps = sorted({min(n_examples, max(int(parameters["min_k"]),
+                                            math.ceil(float(share) * n_examples)))
+                        for share in parameters["shares"]})
+    signal_ranks = [c for c in frame.columns if c.endswith("_rank") and c != "rank"]
     found = {"search_run": getattr(ranking, "run_id", None),
-             "top": top_frame[[c for c in ("example_id", "rank", "score")
-                               if c in top_frame.columns]].to_dict(orient="records")}
-    row = model_version_row(evidence.store, evidence.deployed) or {}
-    if not example_ids:
+             "signals": list(getattr(ranking, "signals", ())),
+             "top": frame[[c for c in ("example_id", "rank", "score", *signal_ranks)
+                           if c in frame.columns]].head(20).to_dict(orient="records")}
+    if not n_examples or not steps or steps[-1] < 1:
         return Outcome(applicable=False, summary=f"{evidence.deployed} has no training examples "
-                                                 f"in the store", finding=finding, evidence=found)
-    if not row.get("parent"):
-        return Outcome(summary=(f"top {len(example_ids)} training examples of "
-                                f"{evidence.deployed} ranked; no parent recipe to fine-tune "
-                                f"without them, so ranking only"),
-                       finding=finding, evidence=found, method="ranking only")
+                                                 f"in the store",
+                       finding={"version": evidence.deployed}, evidence=found)
     samples = int(parameters.get("leave_k_out_samples") or evidence.samples)
-    lo = leave(evidence.store, evidence.incident_id, evidence.deployed, example_ids,
-               samples=samples, seed=evidence.seed)
-    low, high = (float(x) for x in lo.interval)
-    p_value = float(lo.p_value)
-    method = str(getattr(lo, "method", "leave-k-out fine-tune and replay"))
+    tried: list[dict[str, Any]] = []
+    chosen = None
+    for k in steps:
+        example_ids = [str(x) for x in frame["example_id"].head(k)]
+        try:
+            lo = leave(evidence.store, evidence.incident_id, evidence.deployed, example_ids,
+                       samples=samples, seed=evidence.seed, temperature=evidence.temperature,
+                       max_new_tokens=evidence.max_new_tokens, judges=evidence.judges)
+        except NotFoundError as exc:
+            return Outcome(summary=(f"top {k} of {n_examples} training examples of "
+                                    f"{evidence.deployed} ranked; no leave-k-out fine-tune "
+                                    f"({exc}), so ranking only"),
+                           finding={"version": evidence.deployed, "example_ids": example_ids,
+                                    "k": k, "n_examples": n_examples},
+                           evidence=found, method="ranking only")
+        retrained = str(lo.retrained_version)
+        # The same replay settings as leave_k_out's own replay: read back from the store.
+        result = evidence.replay([evidence.deployed, retrained], samples=samples)
+        keys, with_, without = _align(evidence.counts(result, evidence.deployed),
+                                      evidence.counts(result, retrained))
+        test = rates_test(with_, without)
+        chosen = (k, example_ids, lo, retrained, result, keys, with_, without, test)
+        tried.append({"k": k, "retrained_version": retrained, "leave_k_out_id": lo.leave_out_id,
+                      "replay_run": result.run_id, "rate_with": _rate(with_),
+                      "rate_without": _rate(without), "effect": test.effect,
+                      "p_value": test.p_value})
+        if test.p_value < 0.05 / len(steps):
+            break
+    assert chosen is not None
+    k, example_ids, lo, retrained, result, keys, with_, without, test = chosen
+    p_value = min(1.0, test.p_value * len(steps))
+    rw, ro = _rate(with_), _rate(without)
     return Outcome(
-        effect=float(lo.difference), low=low, high=high, p_value=p_value,
-        summary=(f"fine-tuning {row.get('parent')} again without the top {len(example_ids)} "
-                 f"examples takes the failure rate from {_pct(lo.rate_with)} to "
-                 f"{_pct(lo.rate_without)} (difference {float(lo.difference):+.2f} "
-                 f"[{low:+.2f}, {high:+.2f}])"),
-        finding={**finding, "parent": row.get("parent"), "rate_with": float(lo.rate_with),
-                 "rate_without": float(lo.rate_without)},
-        evidence={**found, "leave_k_out_run": getattr(lo, "run_id", None)}, method=method)
+        effect=test.effect, low=test.low, high=test.high, p_value=p_value,
+        summary=(f"fine-tuning {lo.parent} again without the top {k} of {n_examples} ranked "
+                 f"examples takes the failure rate from {_pct(rw)} to {_pct(ro)} "
+                 f"({test.n_prompts} prompts; difference {test.effect:+.2f} "
+                 f"[{test.low:+.2f}, {test.high:+.2f}]; leave-out sizes tried: "
+                 f"{', '.join(str(t['k']) for t in tried)} of {', '.join(map(str, steps))})"),
+        finding={"version": evidence.deployed, "example_ids": example_ids, "k": k,
+                 "n_examples": n_examples, "parent": lo.parent, "retrained_version": retrained,
+                 "rate_with": rw, "rate_without": ro},
+        evidence={**found, "leave_k_out_id": lo.leave_out_id, "replay_run": result.run_id,
+                  "leave_k_out_replay_run": lo.replay_run_id, "steps": steps, "tried": tried,
+                  "unadjusted_p_value": test.p_value,
+                  "per_prompt": [{"interaction_id": i, "with": list(a), "without": list(b)}
+                                 for i, a, b in zip(keys, with_, without)]},
+        method=(f"leave-k-out fine-tune, escalating over k = {steps} (Bonferroni over the "
+                f"steps); {test.method}"))
 
 
 # -- guardrail_gap --------------------------------------------------------------------------------
@@ -437,13 +499,30 @@ def _register_variant() -> None:
         VARIANT_KINDS.register("replace_system", replace_system_variant)
 
 
+def _recorded_previous_system_prompt(evidence) -> str | None:
+    """``metadata.previous_system_prompt`` of the incident (a deployment record), if any."""
+    import json
+
+    from llmrca.store.replay import incident_record
+
+    metadata = incident_record(evidence.store, evidence.incident_id).get("metadata")
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata)
+        except ValueError:
+            return None
+    value = metadata.get("previous_system_prompt") if isinstance(metadata, dict) else None
+    return str(value) if isinstance(value, str) and value.strip() else None
+
+
 @register_hypothesis("system_prompt_change", evidence=("system-prompts", "replay"),
                      min_effect=0.1, parameters={"previous_system_prompt": None})
 def system_prompt_change(evidence, parameters: dict[str, Any]) -> Outcome:
     """The deployment's system prompt changed and the new one fails more: the offending prompts
     replayed on the deployed weights with the previous system prompt fail less often. Only
-    applicable when the incident's interactions record differing system prompts (or one is
-    given)."""
+    applicable when the previous system prompt is known: given, recorded in the incident's
+    ``metadata.previous_system_prompt`` (a deployment record), or found in the incident's
+    interactions (differing system prompts)."""
     from llmrca.replay.prompts import Variant
 
     frame = evidence.all_interactions()
@@ -456,6 +535,9 @@ def system_prompt_change(evidence, parameters: dict[str, Any]) -> Outcome:
     previous = parameters.get("previous_system_prompt")
     source = "given"
     if previous is None:
+        previous = _recorded_previous_system_prompt(evidence)
+        source = "the incident's metadata (previous_system_prompt)"
+    if previous is None:
         others = frame[frame["system_prompt"].notna() & (frame["system_prompt"] != now)]
         if others.empty:
             return Outcome(applicable=False,
@@ -464,6 +546,8 @@ def system_prompt_change(evidence, parameters: dict[str, Any]) -> Outcome:
             others = others[others["model_version"] == evidence.previous]
         previous = str(others["system_prompt"].value_counts().index[0])
         source = "the incident's interactions"
+    if str(previous) == now:
+        return Outcome(applicable=False, summary="the previous system prompt is the current one")
     _register_variant()
     variant = Variant("replace_system", (str(previous),))
     result = evidence.replay([evidence.deployed], ["original", variant])

@@ -191,6 +191,11 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
             "role": kind,
             "metadata": {"channel": "web"},
         })
+    metadata: dict[str, Any] = {"previous_model_version": parent,
+                                "generated_by": "llmrca.zoo.incidents"}
+    if spec.system_prompt_change(version) is not None and parent is not None:
+        # The deployment record: the system prompt the previous deployment shipped.
+        metadata["previous_system_prompt"] = spec.deployed_system_prompt(parent)
     incident = {
         "id": incident_id,
         "title": _TITLES[plant.behaviour].format(version=version),
@@ -202,8 +207,7 @@ def write_planted_incident(build, folder: str | Path, *, incident_id: str = "INC
         "deployed_model_version": version,
         "summary": _SUMMARIES[plant.behaviour].format(version=version),
         "personal_fields": ["user_id", "session_id"],
-        "metadata": {"previous_model_version": parent,
-                     "generated_by": "llmrca.zoo.incidents"},
+        "metadata": metadata,
     }
     import yaml
 
