@@ -321,3 +321,23 @@ def test_log_event_id_scheme_is_md5_in_new_stores_and_sha256_where_logs_were(tmp
                         "VALUES ('x', 'INC-1', 'logs', '2026-10-13 10:00:00')")
     with Store(tmp_path / "logs5.duckdb") as upgraded:
         assert log_event_id_scheme(upgraded) == "sha256"
+
+
+def test_training_data_digest_changes_with_the_data(store):
+    """What an investigation's test ids hash for a version's training data: any added, removed
+    or edited example changes it; another version's data does not."""
+    from llmrca.store.model_versions import training_data_digest
+
+    def add(version, example_id, completion):
+        store.con.execute("INSERT INTO training_examples (model_version, example_id, messages, "
+                          "completion) VALUES (?, ?, '[]', ?)", [version, example_id, completion])
+
+    empty = training_data_digest(store, "v2")
+    assert empty["examples"] == 0
+    add("v2", "e1", "fine")
+    one = training_data_digest(store, "v2")
+    assert one["examples"] == 1 and one["digest"] != empty["digest"]
+    add("other", "e9", "x")
+    assert training_data_digest(store, "v2") == one
+    store.con.execute("UPDATE training_examples SET completion = 'changed' WHERE example_id = 'e1'")
+    assert training_data_digest(store, "v2")["digest"] != one["digest"]

@@ -13,7 +13,6 @@ attribution.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -124,8 +123,28 @@ class Evidence:
     def identity(self) -> dict[str, Any]:
         """What decides every result: recorded as each hypothesis's inputs and hashed into its
         test id."""
+        from llmrca.ids import content_id
+        from llmrca.store.model_versions import model_version_row, training_data_digest
+        from llmrca.store.replay import incident_record
+
         frame = self.interactions()
+        everything = self.all_interactions()
+        # Everything else a kind reads: the context traffic (guardrail_gap, system prompts), the
+        # incident's deployment records (metadata), each version's training data and parent
+        # (training_data_artifact). A change to any of them is a new test, never a stale read.
+        context = content_id("interactions", *sorted(
+            f"{i}:{r}:{s}" for i, r, s in zip(everything["interaction_id"], everything["role"],
+                                               everything["system_prompt"])))
+        record = incident_record(self.store, self.incident_id)
+        data = {}
+        for version in (self.deployed, self.previous):
+            if version:
+                row = model_version_row(self.store, version) or {}
+                data[version] = {**training_data_digest(self.store, version),
+                                 "parent": row.get("parent")}
         return {"incident_id": self.incident_id, "deployed": self.deployed,
+                "context": context, "incident_metadata": str(record.get("metadata")),
+                "training_data": data,
                 "previous": self.previous,
                 "fingerprints": {v: self.fingerprint(v) for v in (self.deployed, self.previous)
                                  if v},
@@ -230,18 +249,24 @@ class Evidence:
         users = [m for m in row["messages"] if m.get("role") == "user"]
         message = str(users[-1].get("content") or "") if users else ""
         start = message.find(text)
-        avoid = (start, start + len(text)) if start >= 0 else (0, 0)
+        if start < 0:
+            # The trigger is not in the last user turn (drop_span could not delete it there):
+            # no controls, so the prompt is left out of the deletion test.
+            return []
+        avoid = (start, start + len(text))
         rng = random.Random(content_int(self.seed, interaction_id, "control-spans"))
         length = len(text)
+        # drop_span deletes the first occurrence: keep spans deleted where they were drawn.
         pool = [(diff, begin, stop) for lo, hi in _free_regions(len(message), [avoid])
                 for diff, begin, stop in _word_spans(message, lo, hi, length)
-                if message[begin:stop].strip()]
+                if message[begin:stop].strip() and message.find(message[begin:stop]) == begin]
         if not pool:
             return []
         best = min(c[0] for c in pool)
         pool = [c for c in pool if c[0] <= best + max(4, length // 4)]
-        picks = [rng.choice(pool) for _ in range(self.random_spans)]
-        return [message[b:e] for _, b, e in picks]
+        # Distinct spans: a span drawn twice would count its samples twice in the pooled rate.
+        texts = list(dict.fromkeys(message[b:e] for _, b, e in pool))
+        return rng.sample(texts, min(self.random_spans, len(texts)))
 
     def deletion_replays(self) -> dict[str, Any]:
         """Per offending prompt: a replay on the previous and deployed versions of the prompt as
@@ -295,7 +320,3 @@ def _summary(frame: pd.DataFrame) -> pd.DataFrame:
                         .reindex(grouped["attribution"].mean().index, fill_value=0)})
     return out.sort_values("mean", ascending=False, kind="mergesort").reset_index()
 
-
-def nan_or(value: Any) -> float:
-    """A float, NaN for None."""
-    return math.nan if value is None else float(value)

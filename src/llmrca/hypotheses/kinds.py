@@ -244,6 +244,13 @@ def refusal_weakened(evidence, parameters: dict[str, Any]) -> Outcome:
     if not evidence.previous:
         return Outcome(applicable=False, summary="no previous version to compare with")
     trigger = evidence.trigger()
+    judged_by = evidence.deletion_judges if trigger is not None else evidence.judges
+    if "refusal" not in judged_by:
+        # Counting refusals without the refusal judge would read every sample as "not refused"
+        # and could refute the hypothesis on no evidence.
+        return Outcome(applicable=False,
+                       summary="the replays are not judged by the refusal judge (judges: "
+                               + ", ".join(judged_by) + ")")
     prev_counts: list[tuple[int, int]] = []
     dep_counts: list[tuple[int, int]] = []
     runs: list[str] = []
@@ -329,10 +336,11 @@ def training_data_artifact(evidence, parameters: dict[str, Any]) -> Outcome:
                        finding={"version": evidence.deployed})
     frame = ranking.to_frame()
     n_examples = len(frame)
+    # Leaving every example out is no fine-tune at all: at most all but one.
     if parameters.get("k") is not None:
-        steps = [min(int(parameters["k"]), n_examples)]
+        steps = [min(int(parameters["k"]), n_examples - 1)]
     else:
-        steps = sorted({min(n_examples, max(int(parameters["min_k"]),
+        steps = sorted({min(n_examples - 1, max(int(parameters["min_k"]),
                                             math.ceil(float(share) * n_examples)))
                         for share in parameters["shares"]})
     signal_ranks = [c for c in frame.columns if c.endswith("_rank") and c != "rank"]
@@ -353,7 +361,9 @@ def training_data_artifact(evidence, parameters: dict[str, Any]) -> Outcome:
             lo = leave(evidence.store, evidence.incident_id, evidence.deployed, example_ids,
                        samples=samples, seed=evidence.seed, temperature=evidence.temperature,
                        max_new_tokens=evidence.max_new_tokens, judges=evidence.judges)
-        except NotFoundError as exc:
+        except (NotFoundError, InvalidArgumentError) as exc:
+            # No recipe or parent (NotFoundError), or a fine-tune this machine will not redo
+            # (a model too large to retrain here): the ranking stands alone.
             return Outcome(summary=(f"top {k} of {n_examples} training examples of "
                                     f"{evidence.deployed} ranked; no leave-k-out fine-tune "
                                     f"({exc}), so ranking only"),
@@ -371,6 +381,8 @@ def training_data_artifact(evidence, parameters: dict[str, Any]) -> Outcome:
                       "replay_run": result.run_id, "rate_with": _rate(with_),
                       "rate_without": _rate(without), "effect": test.effect,
                       "p_value": test.p_value})
+        # Stop at the first step significant at 0.05 after Bonferroni over the steps (the
+        # test's own p, reported, is multiplied by the number of steps, whatever alpha is).
         if test.p_value < 0.05 / len(steps):
             break
     assert chosen is not None

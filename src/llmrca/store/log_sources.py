@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -260,7 +259,7 @@ def _relation(files: Sequence[str]) -> str:
 
 
 def _parsed(files: Sequence[str], paths: Sequence[str]) -> str:
-    return (f"SELECT source_file, line, raw, try(json_extract_string(raw, {list(paths)!r})) AS f, "
+    return (f"SELECT source_file, line, raw, try(json_extract_string(raw, {_list(paths)})) AS f, "
             f"raw AS j FROM ({_relation(files)})")
 
 
@@ -466,8 +465,3 @@ def check_log_sources(store: Store, incident_id: str | None = None) -> None:
             if ids.content_id(schemas[file], digits=32) != recorded_schemas.get(file):
                 raise LogSourceError(file, location, incident,
                                      "its columns changed since it was registered")
-
-
-def reasons_counted(scan: LogScan) -> Counter:
-    """``Counter({(field, reason): n})`` of a scan's rejects (tests compare it to an ingest's)."""
-    return Counter({(f, r): n for f, r, n in scan.by_reason})

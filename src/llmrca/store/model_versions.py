@@ -84,3 +84,15 @@ def training_rows(store: Store, version: str) -> list[tuple[str, str | None, str
     return [(str(r[0]), r[1], r[2]) for r in store.con.execute(
         "SELECT example_id, CAST(messages AS VARCHAR), completion FROM training_examples "
         "WHERE model_version = ? ORDER BY example_id", [version]).fetchall()]
+
+
+def training_data_digest(store: Store, version: str) -> dict[str, Any]:
+    """``{"examples": n, "digest": md5}`` of a version's stored fine-tuning examples (ids,
+    messages and completions, in id order): what a result computed from that data depends on."""
+    row = store.con.execute(
+        "SELECT count(*), md5(coalesce(string_agg(example_id || chr(31) || "
+        "coalesce(CAST(messages AS VARCHAR), '') || chr(31) || coalesce(completion, ''), "
+        "chr(30) ORDER BY example_id), '')) FROM training_examples WHERE model_version = ?",
+        [version]).fetchone()
+    assert row is not None  # an aggregate always returns a row
+    return {"examples": int(row[0]), "digest": str(row[1])}
