@@ -545,6 +545,9 @@ def test_report_root_cause_section_and_findings(zoo_store, inc1, tmp_path):
     assert f"proposed root cause: {inc1.root_cause.name}" in blocks[0].text
     table = next(b for b in blocks if hasattr(b, "frame"))
     assert list(table.frame["name"][:2]) == [r.name for r in inc1.supported()[:2]]
+    # p-values keep two significant digits (a supported one is far below 1e-4 here).
+    top = table.frame.iloc[0]
+    assert top["adjusted_p"] == f"{inc1.root_cause.adjusted_p:.2g}" and top["adjusted_p"] != "0"
     evidence = blocks[-1].items
     assert len(evidence) == 6 and any(inc1.get("version_regression").evidence["replay_run"]
                                       in item for item in evidence)

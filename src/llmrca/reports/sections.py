@@ -410,8 +410,12 @@ def _root_cause(inputs: ReportInputs):
     if report is None:
         return None
     frame = report.to_frame().drop(columns=["summary"])
-    for column in ("effect", "effect_low", "effect_high", "p_value", "adjusted_p"):
-        frame[column] = frame[column].astype(float).round(4)
+    for column in ("effect", "effect_low", "effect_high"):
+        frame[column] = frame[column].astype(float).round(3)
+    # p-values in two significant digits (rounding to places would print 1.6e-06 as 0).
+    for column in ("p_value", "adjusted_p"):
+        frame[column] = [("" if pd.isna(p) else f"{float(p):.2g}")
+                         for p in frame[column].astype(float)]
     evidence = []
     for r in report.results:
         ids = {k: v for k, v in r.evidence.items() if k.endswith(("_run", "_runs"))}
