@@ -190,15 +190,22 @@ def _faulty(worker, marker: Path, seed: int) -> type:
                                              "__module__": worker.__module__})
 
 
-def test_killed_worker_loses_nothing(tmp_path, test_zoo, ray_cluster,
-                                                     monkeypatch):
+def _reference_run(tmp_path, test_zoo):
+    """The in-process replay a faulty Ray run is compared with: its result, the number of
+    samples and the last sample's seed (where the faulty workers strike). Also lets Ray pickle
+    this module's worker classes by value."""
     import ray.cloudpickle
 
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     with _zoo_store(tmp_path / "whole.duckdb", test_zoo) as s:
         whole = _replay(s, "transformers")
-    total = whole.info["counts"]["unique"]
-    last_seed = int(whole.samples.sort_values("seed")["seed"].iloc[-1])
+    return (whole, whole.info["counts"]["unique"],
+            int(whole.samples.sort_values("seed")["seed"].iloc[-1]))
+
+
+def test_killed_worker_loses_nothing(tmp_path, test_zoo, ray_cluster,
+                                                     monkeypatch):
+    whole, total, last_seed = _reference_run(tmp_path, test_zoo)
 
     # A replica process killed mid-run: Ray restarts the actor and retries its batch; the run
     # completes with every sample once and identical tokens.
@@ -213,13 +220,7 @@ def test_killed_worker_loses_nothing(tmp_path, test_zoo, ray_cluster,
 
 def test_failed_batch_fails_the_run_and_the_rerun_completes_it(tmp_path, test_zoo, ray_cluster,
                                                                 monkeypatch):
-    import ray.cloudpickle
-
-    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with _zoo_store(tmp_path / "whole.duckdb", test_zoo) as s:
-        whole = _replay(s, "transformers")
-    total = whole.info["counts"]["unique"]
-    last_seed = int(whole.samples.sort_values("seed")["seed"].iloc[-1])
+    whole, total, last_seed = _reference_run(tmp_path, test_zoo)
     # A replica that raises fails the run with its error; what was written stays, the re-run
     # generates only the rest, and the result is the same.
     raised = tmp_path / "raised"

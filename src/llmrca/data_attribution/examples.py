@@ -19,13 +19,10 @@ __all__ = ["QueryCase", "TrainingExample", "encode_pair", "incident_queries",
            "training_examples"]
 
 
-@dataclass(frozen=True)
-class TrainingExample:
-    """One fine-tuning example: its id, the prompt messages, and the completion it teaches."""
+class _PromptMessages:
+    """The prompt-side views shared by training examples and queries (``messages`` field)."""
 
-    example_id: str
     messages: tuple[dict[str, Any], ...]
-    completion: str
 
     @property
     def system_prompt(self) -> str | None:
@@ -39,21 +36,21 @@ class TrainingExample:
 
 
 @dataclass(frozen=True)
-class QueryCase:
+class TrainingExample(_PromptMessages):
+    """One fine-tuning example: its id, the prompt messages, and the completion it teaches."""
+
+    example_id: str
+    messages: tuple[dict[str, Any], ...]
+    completion: str
+
+
+@dataclass(frozen=True)
+class QueryCase(_PromptMessages):
     """One offending interaction as a query: prompt messages and the logged output."""
 
     interaction_id: str
     messages: tuple[dict[str, Any], ...]
     output: str
-
-    @property
-    def system_prompt(self) -> str | None:
-        return next((str(m.get("content")) for m in self.messages if m.get("role") == "system"),
-                    None)
-
-    @property
-    def prompt_text(self) -> str:
-        return "\n".join(str(m.get("content") or "") for m in self.messages)
 
 
 def _split(messages: list[dict[str, Any]], completion: str | None, where: str

@@ -126,9 +126,8 @@ def training_recipe(store, version: str) -> TrainingRecipe:
 
 def _encode(tokenizer, examples: Sequence[TrainingExample], max_positions: int | None):
     """Right-padded ``(input_ids, attention_mask, labels)``: only the completion is labelled."""
-    import torch
-
     from llmrca.models.forward import pad_id_of
+    from llmrca.zoo.train import pad_labelled
 
     rows = []
     for e in examples:
@@ -138,15 +137,7 @@ def _encode(tokenizer, examples: Sequence[TrainingExample], max_positions: int |
             raise InvalidArgumentError(f"training example {e.example_id} has {len(ids)} tokens, "
                                        f"more than the model's {max_positions} positions")
         rows.append((ids, len(prompt)))
-    width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), pad_id_of(tokenizer), dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (ids, start) in enumerate(rows):
-        input_ids[i, :len(ids)] = torch.tensor(ids)
-        attention[i, :len(ids)] = 1
-        labels[i, start:len(ids)] = torch.tensor(ids[start:])
-    return input_ids, attention, labels
+    return pad_labelled(rows, pad_id_of(tokenizer))
 
 
 def _retrain_key(parent_fingerprint: str, removed: Sequence[str], recipe: TrainingRecipe,

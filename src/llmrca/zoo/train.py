@@ -53,7 +53,6 @@ def encode(spec: ZooSpec, tokenizer, examples: Sequence[Example]):
     The labels cover the assistant's answer and the ``<|end|>`` that closes it, so the model learns
     to stop.
     """
-    import torch
 
     assistant_id = tokenizer.convert_tokens_to_ids(spec.assistant_token)
     rows = []
@@ -67,8 +66,16 @@ def encode(spec: ZooSpec, tokenizer, examples: Sequence[Example]):
                                 f"n_positions={spec.model.n_positions}: {e.user!r}")
         start = len(ids) - ids[::-1].index(assistant_id)   # first token after <|assistant|>
         rows.append((ids, start))
+    return pad_labelled(rows, tokenizer.pad_token_id)
+
+
+def pad_labelled(rows: Sequence[tuple[Sequence[int], int]], pad_id: int):
+    """Right-padded ``(input_ids, attention_mask, labels)`` of ``(token ids, start)`` rows: the
+    tokens from ``start`` on are labelled, the rest (and the padding) are -100."""
+    import torch
+
     width = max(len(ids) for ids, _ in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     labels = torch.full((len(rows), width), -100, dtype=torch.long)
     for i, (ids, start) in enumerate(rows):
